@@ -1,0 +1,3 @@
+from sekimori.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,235 @@
+"""The agent's side of the channel: dial out, authenticate, stream the outbox.
+
+Session lifecycle (one TLS WebSocket at a time)::
+
+    CONNECTING -> HELLO sent -> WELCOME received (outbox trimmed to acked_seq)
+               -> STREAMING (sender, receiver, heartbeat) -> closed -> backoff -> CONNECTING
+
+Batches are pipelined: up to ``inflight_batches`` are sent before the first ack.
+Events leave the outbox only on ack, which the server sends after commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import ssl
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, WebSocketException
+
+from sekimori import __version__
+from sekimori.agent.backoff import Backoff
+from sekimori.agent.host import HostInfo
+from sekimori.agent.identity import Identity, client_ssl_context
+from sekimori.agent.outbox import Outbox
+from sekimori.protocol import (
+    Ack,
+    Command,
+    CommandResult,
+    ErrorMessage,
+    EventBatch,
+    Heartbeat,
+    Hello,
+    ProtocolError,
+    Welcome,
+    decode_server_message,
+    encode_batch_body,
+    encode_message,
+)
+from sekimori.settings import AgentSettings
+
+__all__ = ["ChannelClient", "ChannelEnd", "FatalRefusal"]
+
+log = logging.getLogger(__name__)
+
+# Refusals after which reconnecting cannot help: the identity itself is rejected.
+_FATAL_CODES = frozenset({"revoked", "unknown_device"})
+_MAX_SERVER_FRAME = 4 * 1024 * 1024
+
+
+class ChannelEnd(enum.Enum):
+    STOPPED = "stopped"  # asked to stop
+    REFUSED = "refused"  # the server rejected this device for good
+
+
+class FatalRefusal(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+class _SessionError(Exception):
+    """The session ended in a way worth a warning; reconnect after backoff."""
+
+
+class ChannelClient:
+    def __init__(
+        self, identity: Identity, outbox: Outbox, settings: AgentSettings, host: HostInfo
+    ) -> None:
+        self._identity = identity
+        self._outbox = outbox
+        self._settings = settings
+        self._host = host
+        self._wakeup = asyncio.Event()
+        self._backoff = Backoff(settings.backoff_initial_seconds, settings.backoff_max_seconds)
+        self.connected = asyncio.Event()
+        self.refusal: FatalRefusal | None = None
+        loop = asyncio.get_running_loop()
+        outbox.on_append(lambda: loop.call_soon_threadsafe(self._wakeup.set))
+
+    async def run(self, stop: asyncio.Event) -> ChannelEnd:
+        """Keep a session up until ``stop`` is set or the server refuses us for good."""
+        ssl_context = client_ssl_context(self._identity.ca_path, self._identity)
+        while not stop.is_set():
+            try:
+                await self._race(stop, self._session(ssl_context))
+            except FatalRefusal as refusal:
+                log.error("the server refused this device: %s", refusal)
+                self.refusal = refusal
+                return ChannelEnd.REFUSED
+            except ssl.SSLCertVerificationError as exc:
+                log.error("server certificate rejected (not the pinned deployment?): %s",
+                          exc.verify_message)
+            except (OSError, InvalidHandshake, WebSocketException, TimeoutError,
+                    _SessionError, ProtocolError) as exc:
+                log.warning("connection to %s lost: %s", self._identity.server_url, exc)
+            finally:
+                self.connected.clear()
+            if stop.is_set():
+                break
+            delay = self._backoff.next_delay()
+            log.info("reconnecting in %.1f s", delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+        return ChannelEnd.STOPPED
+
+    @staticmethod
+    async def _race(stop: asyncio.Event, work: object) -> None:
+        task = asyncio.ensure_future(work)  # type: ignore[arg-type]
+        stopper = asyncio.ensure_future(stop.wait())
+        done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if task not in done:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return
+        task.result()
+
+    async def _session(self, ssl_context: ssl.SSLContext) -> None:
+        async with connect(
+            self._identity.server_url,
+            ssl=ssl_context,
+            open_timeout=self._settings.connect_timeout_seconds,
+            compression=None,
+            max_size=_MAX_SERVER_FRAME,
+            ping_interval=30,
+            ping_timeout=60,
+        ) as ws:
+            await ws.send(
+                encode_message(
+                    Hello(agent_version=__version__, hostname=self._host.hostname,
+                          os=self._host.os, os_version=self._host.os_version)
+                )
+            )
+            welcome = await self._expect_welcome(ws)
+            self._outbox.ack_through(welcome.acked_seq)
+            self._backoff.reset()
+            self.connected.set()
+            log.info("connected to %s as device %s", self._identity.server_url, welcome.device_id)
+            window = asyncio.Semaphore(self._settings.inflight_batches)
+            tasks = [
+                asyncio.create_task(self._send_events(ws, welcome, window)),
+                asyncio.create_task(self._receive(ws, window)),
+                asyncio.create_task(self._heartbeat(ws, welcome.heartbeat_seconds)),
+            ]
+            try:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+                for task in done:
+                    task.result()
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _read(self, ws: ClientConnection) -> object:
+        frame = await ws.recv()
+        if isinstance(frame, str):
+            raise _SessionError("the server sent a text frame")
+        message = decode_server_message(frame, _MAX_SERVER_FRAME)
+        if isinstance(message, ErrorMessage):
+            if message.code in _FATAL_CODES:
+                raise FatalRefusal(message.code, message.message)
+            raise _SessionError(f"server error {message.code}: {message.message}")
+        return message
+
+    async def _expect_welcome(self, ws: ClientConnection) -> Welcome:
+        try:
+            message = await asyncio.wait_for(self._read(ws), self._settings.connect_timeout_seconds)
+        except ConnectionClosed as exc:
+            raise _SessionError(f"closed before welcome: {exc}") from None
+        if not isinstance(message, Welcome):
+            raise _SessionError(f"expected welcome, got {message.__class__.__name__}")
+        return message
+
+    async def _send_events(
+        self, ws: ClientConnection, welcome: Welcome, window: asyncio.Semaphore
+    ) -> None:
+        sent_through = welcome.acked_seq
+        max_events = min(self._settings.batch_max_events, welcome.max_batch_events)
+        # Leave room for the envelope within the server's frame limit.
+        max_bytes = min(self._settings.batch_max_bytes, welcome.max_frame_bytes // 2)
+        while True:
+            await window.acquire()
+            self._wakeup.clear()
+            events = self._outbox.peek(sent_through, max_events=max_events, max_bytes=max_bytes)
+            if not events:
+                window.release()
+                await self._wakeup.wait()
+                continue
+            compression, body = encode_batch_body(events)
+            await ws.send(
+                encode_message(
+                    EventBatch(first_seq=events[0].seq, last_seq=events[-1].seq,
+                               count=len(events), compression=compression, body=body)  # type: ignore[arg-type]
+                )
+            )
+            sent_through = events[-1].seq
+
+    async def _receive(self, ws: ClientConnection, window: asyncio.Semaphore) -> None:
+        while True:
+            try:
+                message = await self._read(ws)
+            except ConnectionClosed as exc:
+                raise _SessionError(f"closed by the server: {exc}") from None
+            if isinstance(message, Ack):
+                self._outbox.ack_through(message.through_seq)
+                window.release()
+                for rejection in message.rejected[:5]:
+                    log.warning("server quarantined event %d: %s", rejection.seq, rejection.reason)
+            elif isinstance(message, Command):
+                await ws.send(encode_message(self._status(message)))
+            else:
+                raise _SessionError(f"unexpected {message.__class__.__name__} from the server")
+
+    def _status(self, command: Command) -> CommandResult:
+        stats = self._outbox.stats()
+        return CommandResult(
+            command_id=command.command_id, ok=True,
+            detail={"outbox_events": stats.events, "outbox_bytes": stats.bytes,
+                    "dropped_total": stats.dropped_total, "version": __version__},
+        )
+
+    async def _heartbeat(self, ws: ClientConnection, interval: float) -> None:
+        while True:
+            stats = self._outbox.stats()
+            await ws.send(
+                encode_message(
+                    Heartbeat(outbox_events=stats.events, outbox_bytes=stats.bytes,
+                              dropped_total=stats.dropped_total)
+                )
+            )
+            await asyncio.sleep(interval)

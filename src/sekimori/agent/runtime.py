@@ -1,0 +1,52 @@
+"""The agent process: open the outbox, run the channel, stop cleanly on a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from pathlib import Path
+
+from sekimori import __version__
+from sekimori.agent.channel import ChannelClient, ChannelEnd
+from sekimori.agent.host import host_info
+from sekimori.agent.identity import Identity
+from sekimori.agent.outbox import Outbox
+from sekimori.protocol.events import AgentStarted, AgentStopped
+from sekimori.settings import AgentSettings
+
+__all__ = ["EXIT_REFUSED", "run_agent"]
+
+log = logging.getLogger(__name__)
+
+EXIT_REFUSED = 3
+
+
+async def _main(settings: AgentSettings, identity: Identity, outbox: Outbox) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    host = host_info()
+    outbox.append(
+        "agent.started", AgentStarted(version=__version__, pid=os.getpid(), hostname=host.hostname)
+    )
+    client = ChannelClient(identity, outbox, settings, host)
+    end = await client.run(stop)
+    if end is ChannelEnd.REFUSED:
+        return EXIT_REFUSED
+    outbox.append("agent.stopped", AgentStopped(reason="signal"))
+    return 0
+
+
+def run_agent(settings: AgentSettings) -> int:
+    """Run until SIGTERM/SIGINT; returns the process exit code. Raises NotEnrolled."""
+    state_dir = Path(settings.state_dir)
+    identity = Identity.load(state_dir)
+    outbox = Outbox(state_dir / "outbox.db", max_bytes=settings.outbox_max_bytes)
+    log.info("agent %s for device %s starting", __version__, identity.device_id)
+    try:
+        return asyncio.run(_main(settings, identity, outbox))
+    finally:
+        outbox.close()

@@ -1,0 +1,105 @@
+"""Administration from the server machine: tokens and devices."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+
+import msgspec
+
+from sekimori.cli.common import CommandError, parse_duration, settings_from_args
+from sekimori.clock import format_us, now_us
+from sekimori.server.bootstrap import initialize, open_store
+from sekimori.server.store.devices import (
+    Device,
+    DeviceNotFound,
+    list_devices,
+    resolve_device_id,
+    revoke_device,
+)
+from sekimori.server.store.tokens import create_token
+
+__all__ = ["device_list", "device_revoke", "token_create"]
+
+
+def token_create(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args, component="cli")
+    ttl = parse_duration(args.expires)
+    if ttl > settings.server.enrollment_token_max_hours * 3600:
+        raise CommandError(
+            f"tokens may live at most {settings.server.enrollment_token_max_hours:g} hours"
+        )
+    result = initialize(settings)
+    try:
+        issued = create_token(result.engine, group=args.group, ttl_seconds=ttl, created_by="cli")
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        result.engine.dispose()
+    url = args.server_url or f"wss://{socket.getfqdn()}:{settings.server.agent_port}"
+    print(f"Token for group {issued.group!r}, valid until {format_us(issued.expires_us)}, "
+          "usable once:")
+    print(issued.token)
+    print()
+    print("On the PC to enroll, run:")
+    print(f"  sekimori agent enroll --server {url} --token {issued.token} "
+          f"--ca-fingerprint SHA256:{result.pki.ca_fingerprint()}")
+    return 0
+
+
+def device_list(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args, component="cli")
+    engine = open_store(settings)
+    try:
+        devices = list_devices(engine)
+    finally:
+        engine.dispose()
+    now = now_us()
+    hb = settings.server.heartbeat_seconds
+
+    def status(d: Device) -> str:
+        if d.revoked_us is not None:
+            return "revoked"
+        return "online" if d.online(now, hb) else "offline"
+
+    if args.json:
+        rows = [
+            {
+                "id": d.id, "hostname": d.hostname, "group": d.group, "os": d.os,
+                "os_version": d.os_version, "agent_version": d.agent_version,
+                "status": status(d), "online": status(d) == "online",
+                "enrolled": format_us(d.enrolled_us), "first_seen": format_us(d.first_seen_us),
+                "last_seen": format_us(d.last_seen_us), "revoked": format_us(d.revoked_us),
+                "events_stored_through": d.acked_seq, "outbox_events": d.outbox_events,
+                "dropped_total": d.dropped_total,
+            }
+            for d in devices
+        ]
+        print(msgspec.json.format(msgspec.json.encode(rows)).decode("utf-8"))
+        return 0
+    header = ("ID", "HOSTNAME", "GROUP", "OS", "AGENT", "STATUS", "LAST SEEN")
+    table = [header] + [
+        (d.id, d.hostname, d.group, d.os, d.agent_version, status(d), format_us(d.last_seen_us))
+        for d in devices
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    if not devices:
+        print("(no devices enrolled: create a token with 'sekimori token create')")
+    return 0
+
+
+def device_revoke(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args, component="cli")
+    engine = open_store(settings)
+    try:
+        device_id = resolve_device_id(engine, args.device_id)
+        changed = revoke_device(engine, device_id)
+    except DeviceNotFound as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        engine.dispose()
+    print(f"device {device_id} {'revoked' if changed else 'was already revoked'}")
+    return 0
+

@@ -1,0 +1,37 @@
+"""``sekimori agent run`` and ``sekimori agent enroll`` (agent-side: no server imports)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from sekimori.agent.identity import NotEnrolled
+from sekimori.cli.common import CommandError, settings_from_args
+
+__all__ = ["enroll", "run"]
+
+
+def run(args: argparse.Namespace) -> int:
+    from sekimori.agent.runtime import run_agent
+
+    settings = settings_from_args(args, component="agent")
+    try:
+        return run_agent(settings.agent)
+    except NotEnrolled as exc:
+        raise CommandError(str(exc)) from None
+
+
+def enroll(args: argparse.Namespace) -> int:
+    from sekimori.agent.enroll import EnrollmentError
+    from sekimori.agent.enroll import enroll as do_enroll
+
+    settings = settings_from_args(args, component="agent")
+    try:
+        identity = do_enroll(
+            Path(settings.agent.state_dir), args.server, args.token, args.ca_fingerprint,
+            group=args.group,
+        )
+    except EnrollmentError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"enrolled as device {identity.device_id}; start the agent with 'sekimori agent run'")
+    return 0

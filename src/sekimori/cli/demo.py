@@ -1,0 +1,120 @@
+"""``sekimori demo`` (what ``make run`` calls): everything on this machine.
+
+Initialises the data directory, starts the server, enrolls this PC's agent on first
+run, starts the agent, shows the device list, and stops everything on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from sekimori.cli.common import CommandError, settings_from_args
+from sekimori.cli.server_cmds import announce
+from sekimori.clock import now_us
+from sekimori.server.bootstrap import initialize
+from sekimori.server.store.devices import list_devices
+from sekimori.server.store.tokens import create_token
+
+__all__ = ["run_demo"]
+
+
+def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "sekimori", *args], env=env)  # noqa: S603
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args, component="demo")
+    data = settings.data_path.resolve()
+    env = dict(os.environ)
+    env["SEKIMORI_DATA_DIR"] = str(data)
+    # The demo serves this machine only: the agent endpoint stays on loopback.
+    env.setdefault("SEKIMORI_SERVER__AGENT_HOST", "127.0.0.1")
+    settings.data_dir = str(data)
+    result = initialize(settings)
+    announce(result)
+    print(f"Data directory: {data}", flush=True)
+
+    server = _spawn(["server"], env)
+    agent: subprocess.Popen[bytes] | None = None
+    try:
+        state_dir = data / "agent"
+        if not (state_dir / "identity.json").exists():
+            issued = create_token(result.engine, group="default", ttl_seconds=600, created_by="demo")
+            _enroll_when_up(settings.server.agent_port, issued.token,
+                            result.pki.ca_fingerprint(), state_dir, server)
+        agent = _spawn(["agent", "run", "--state-dir", str(state_dir)], env)
+        _show_when_online(result.engine, settings.server.heartbeat_seconds, server)
+        print("Running. See it with 'sekimori device list'. Press Ctrl-C to stop.", flush=True)
+        # Block the signals only now, after the children started (they inherit the
+        # mask), and wait for one; Ctrl-C also reaches the children directly.
+        stop_signals = {signal.SIGINT, signal.SIGTERM}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+        try:
+            while server.poll() is None and agent.poll() is None:
+                if signal.sigtimedwait(stop_signals, 1.0) is not None:
+                    break
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
+        return 0 if server.poll() in (None, 0) else 1
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if agent is not None:
+            _stop(agent)
+        _stop(server)
+        result.engine.dispose()
+        print("Stopped.", flush=True)
+
+
+def _enroll_when_up(
+    port: int, token: str, fingerprint: str, state_dir: Path, server: subprocess.Popen[bytes]
+) -> None:
+    from sekimori.agent.enroll import EnrollmentError, enroll
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            identity = enroll(state_dir, f"wss://localhost:{port}", token, fingerprint)
+        except EnrollmentError as exc:
+            if server.poll() is not None:
+                raise CommandError("the server stopped during start-up") from None
+            if time.monotonic() > deadline or "refused enrollment" in str(exc):
+                raise CommandError(str(exc)) from None
+            time.sleep(0.3)
+            continue
+        print(f"Enrolled this machine as device {identity.device_id}", flush=True)
+        return
+
+
+def _show_when_online(
+    engine: sa.Engine, heartbeat: float, server: subprocess.Popen[bytes]
+) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and server.poll() is None:
+        now = now_us()
+        devices = list_devices(engine)
+        if any(d.online(now, heartbeat) for d in devices):
+            for d in devices:
+                state = "online" if d.online(now, heartbeat) else "offline"
+                print(f"  {d.id}  {d.hostname}  {d.os}  agent {d.agent_version}  {state}")
+            return
+        time.sleep(0.3)
+    print("warning: the agent has not come online yet; see the log above", flush=True)

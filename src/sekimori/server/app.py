@@ -1,0 +1,95 @@
+"""The server process: agent channel, ingest writer and ops HTTP in one event loop.
+
+``SekimoriServer(settings)`` is the app factory: no module-level engines or settings,
+so tests can run as many isolated servers as they like.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import uvicorn
+from websockets.asyncio.server import serve
+
+from sekimori.server.bootstrap import InitResult, initialize
+from sekimori.server.channel import AgentChannel
+from sekimori.server.ingest import IngestWriter
+from sekimori.server.metrics import Metrics
+from sekimori.server.ops import create_ops_app
+from sekimori.settings import Settings
+
+__all__ = ["SekimoriServer"]
+
+log = logging.getLogger(__name__)
+
+
+class _EmbeddedUvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: the server process owns shutdown."""
+
+    def capture_signals(self) -> contextlib.AbstractContextManager[None]:  # type: ignore[override]
+        return contextlib.nullcontext()
+
+
+class SekimoriServer:
+    def __init__(self, settings: Settings, init: InitResult | None = None) -> None:
+        self.settings = settings
+        self.init = init or initialize(settings)
+        self.engine = self.init.engine
+        self.pki = self.init.pki
+        self.metrics = Metrics()
+        self.writer = IngestWriter(
+            self.engine, self.metrics, commit_events=settings.server.ingest_commit_events
+        )
+        self.channel = AgentChannel(settings.server, self.engine, self.pki, self.writer, self.metrics)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until ``stop`` is set, then shut down cleanly."""
+        cfg = self.settings.server
+        self.writer.start()
+        ops = _EmbeddedUvicorn(
+            uvicorn.Config(
+                create_ops_app(self.engine, self.metrics, lambda: len(self.channel.connected_devices)),
+                host=cfg.console_host,
+                port=cfg.console_port,
+                log_config=None,
+                lifespan="off",
+                access_log=False,
+            )
+        )
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            async with serve(
+                self.channel.handle,
+                cfg.agent_host,
+                cfg.agent_port,
+                ssl=self.pki.server_ssl_context(),
+                process_request=self.channel.process_request,
+                max_size=cfg.max_frame_bytes,
+                # Keepalive pings find dead peers (a PC unplugged mid-session).
+                ping_interval=max(cfg.heartbeat_seconds, 5.0),
+                ping_timeout=max(cfg.heartbeat_seconds, 5.0) * 2,
+                compression=None,  # batches are compressed already
+                server_header=None,
+            ):
+                tasks = [
+                    asyncio.create_task(self.channel.watch_revocations()),
+                    asyncio.create_task(self.channel.flush_presence()),
+                    asyncio.create_task(ops.serve()),
+                ]
+                log.info(
+                    "sekimori server: agents on wss://%s:%d, ops on http://%s:%d",
+                    cfg.agent_host, cfg.agent_port, cfg.console_host, cfg.console_port,
+                )
+                await stop.wait()
+                log.info("shutting down")
+                ops.should_exit = True
+        finally:
+            for task in tasks[:2]:
+                task.cancel()
+            if tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.to_thread(self.writer.stop)
+            self.engine.dispose()

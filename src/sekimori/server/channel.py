@@ -1,0 +1,389 @@
+"""The agent-facing endpoint: TLS WebSocket, mutual authentication, ingest, acks.
+
+One connection per device. A connection without a client certificate may do exactly
+one thing: enroll. A connection with one (verified by TLS against the device CA,
+proving possession of the device key) is checked against the registry: unknown,
+re-keyed or revoked devices are refused. Revocations are polled from the store and
+disconnect the device within ``revocation_poll_seconds``.
+
+Every refusal sends an ``error`` message with a code and a reason, logs a line, and
+closes; nothing reaches the store unless the whole batch frame is valid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import sqlalchemy as sa
+from websockets.asyncio.server import ServerConnection
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from sekimori import __version__
+from sekimori.clock import now_us
+from sekimori.protocol import (
+    Ack,
+    CommandResult,
+    Enroll,
+    ErrorMessage,
+    EventBatch,
+    Heartbeat,
+    Hello,
+    InvalidMessage,
+    ProtocolError,
+    Rejection,
+    Welcome,
+    decode_agent_message,
+    decode_batch_events,
+    decode_payload,
+    encode_message,
+)
+from sekimori.server.enrollment import enroll_device
+from sekimori.server.ingest import IngestWriter, StoreUnavailable
+from sekimori.server.metrics import Metrics
+from sekimori.server.pki import PKI, EnrollmentRefused, peer_device_certificate
+from sekimori.server.store import devices as registry
+from sekimori.server.store.events import EventRow, QuarantineRow, StoredBatch
+from sekimori.server.store.schema import devices as devices_table
+from sekimori.server.store.tokens import TokenRefused
+from sekimori.settings import ServerSettings
+
+__all__ = ["CA_PATH", "AgentChannel"]
+
+log = logging.getLogger(__name__)
+
+CA_PATH = "/v1/ca.pem"
+AGENT_PATH = "/v1/agent"
+FIRST_MESSAGE_TIMEOUT = 10.0
+# Close codes (4000-4999 are for applications).
+CLOSE_PROTOCOL = 4400
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_REVOKED = 4403
+CLOSE_REPLACED = 4409
+CLOSE_STORE = 4503
+
+_json = msgspec.json.Encoder()
+
+
+class _Refusal(Exception):
+    def __init__(self, code: str, message: str, close_code: int, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.close_code = close_code
+        self.retryable = retryable
+
+
+@dataclass(slots=True)
+class _Session:
+    device_id: str
+    ws: ServerConnection
+    # Highest sequence number received on this connection (queued or committed).
+    received_through: int
+    acks: asyncio.Queue[tuple[asyncio.Future[StoredBatch], int, list[Rejection]] | None] = field(
+        default_factory=asyncio.Queue
+    )
+
+
+class AgentChannel:
+    def __init__(
+        self,
+        settings: ServerSettings,
+        engine: sa.Engine,
+        pki: PKI,
+        writer: IngestWriter,
+        metrics: Metrics,
+    ) -> None:
+        self._settings = settings
+        self._engine = engine
+        self._pki = pki
+        self._writer = writer
+        self._metrics = metrics
+        self._ca_pem = pki.ca_pem()
+        self._sessions: dict[str, _Session] = {}
+        self._heartbeats: dict[str, tuple[int, int]] = {}
+
+    @property
+    def connected_devices(self) -> list[str]:
+        return list(self._sessions)
+
+    # ---- HTTP before the WebSocket handshake -----------------------------------------
+
+    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Serve the CA certificate (public; the agent checks its fingerprint against
+        the pinned one) and refuse every path but the agent endpoint."""
+        if request.path == CA_PATH:
+            return Response(
+                200, "OK", Headers([("Content-Type", "application/x-pem-file")]), self._ca_pem
+            )
+        if request.path != AGENT_PATH:
+            return connection.respond(404, "not found\n")
+        return None
+
+    # ---- connections -----------------------------------------------------------------
+
+    async def handle(self, ws: ServerConnection) -> None:
+        peer = ws.remote_address
+        ssl_object: ssl.SSLObject | None = ws.transport.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
+        try:
+            if der is None:
+                await self._enrollment(ws)
+            else:
+                await self._device_session(ws, der)
+        except _Refusal as refusal:
+            self._metrics.protocol_errors.labels(refusal.code).inc()
+            log.warning("refused %s: %s: %s", peer, refusal.code, refusal.message)
+            await self._send_error(ws, refusal.code, refusal.message, refusal.retryable)
+            await ws.close(refusal.close_code, refusal.code)
+        except ConnectionClosed:
+            pass
+
+    async def _send_error(self, ws: ServerConnection, code: str, message: str, retry: bool) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await ws.send(encode_message(ErrorMessage(code=code, message=message, retryable=retry)))
+
+    async def _first_message(self, ws: ServerConnection) -> Any:
+        try:
+            frame = await asyncio.wait_for(ws.recv(), FIRST_MESSAGE_TIMEOUT)
+        except TimeoutError:
+            raise _Refusal("timeout", "no message within 10 seconds", CLOSE_PROTOCOL) from None
+        return self._decode(frame)
+
+    def _decode(self, frame: str | bytes) -> Any:
+        if isinstance(frame, str):
+            raise _Refusal("invalid_message", "text frames are not accepted", CLOSE_PROTOCOL)
+        try:
+            return decode_agent_message(frame, self._settings.max_frame_bytes)
+        except ProtocolError as exc:
+            raise _Refusal(exc.code, exc.message, CLOSE_PROTOCOL) from None
+
+    async def _enrollment(self, ws: ServerConnection) -> None:
+        message = await self._first_message(ws)
+        if not isinstance(message, Enroll):
+            raise _Refusal(
+                "unauthenticated",
+                "this connection has no device certificate: only enrollment is possible",
+                CLOSE_UNAUTHENTICATED,
+            )
+        try:
+            reply = await asyncio.to_thread(enroll_device, self._engine, self._pki, message)
+        except (TokenRefused, EnrollmentRefused) as exc:
+            self._metrics.enrollments.labels("refused").inc()
+            raise _Refusal("enrollment_refused", str(exc), CLOSE_UNAUTHENTICATED) from None
+        self._metrics.enrollments.labels("ok").inc()
+        await ws.send(encode_message(reply))
+        await ws.close()
+
+    async def _device_session(self, ws: ServerConnection, der: bytes) -> None:
+        device_id, serial = peer_device_certificate(der)
+        with self._engine.connect() as conn:
+            device = registry.get_device(conn, device_id)
+        if device is None or device.cert_serial != serial:
+            raise _Refusal("unknown_device", "this device is not enrolled here", CLOSE_UNAUTHENTICATED)
+        if device.revoked_us is not None:
+            raise _Refusal(
+                "revoked", "this device was revoked; enroll it again to reconnect", CLOSE_REVOKED
+            )
+        hello = await self._first_message(ws)
+        if not isinstance(hello, Hello):
+            raise _Refusal("invalid_message", "the first message must be 'hello'", CLOSE_PROTOCOL)
+        previous = self._sessions.get(device_id)
+        if previous is not None:
+            # The same device connected again (network change, restart): the newer
+            # connection wins; the old one's uncommitted batches are resent and dedup'd.
+            await previous.ws.close(CLOSE_REPLACED, "replaced by a newer connection")
+        await asyncio.to_thread(self._mark_connected, device_id, hello)
+        session = _Session(device_id=device_id, ws=ws, received_through=device.acked_seq)
+        self._sessions[device_id] = session
+        self._metrics.agents_connected.set(len(self._sessions))
+        log.info("device %s (%s) connected from %s", device_id, hello.hostname, ws.remote_address)
+        acker = asyncio.create_task(self._acknowledge(session))
+        try:
+            await ws.send(
+                encode_message(
+                    Welcome(
+                        device_id=device_id,
+                        server_version=__version__,
+                        heartbeat_seconds=self._settings.heartbeat_seconds,
+                        max_frame_bytes=self._settings.max_frame_bytes,
+                        max_batch_events=self._settings.max_batch_events,
+                        acked_seq=device.acked_seq,
+                    )
+                )
+            )
+            async for frame in ws:
+                await self._dispatch(session, self._decode(frame))
+        finally:
+            session.acks.put_nowait(None)
+            with contextlib.suppress(ConnectionClosed, StoreUnavailable):
+                await acker
+            if self._sessions.get(device_id) is session:
+                del self._sessions[device_id]
+                self._metrics.agents_connected.set(len(self._sessions))
+                await asyncio.to_thread(self._mark_disconnected, device_id)
+            log.info("device %s disconnected", device_id)
+
+    def _mark_connected(self, device_id: str, hello: Hello) -> None:
+        with self._engine.begin() as conn:
+            registry.mark_connected(
+                conn, device_id, hostname=hello.hostname, os=hello.os,
+                os_version=hello.os_version, agent_version=hello.agent_version,
+            )
+
+    def _mark_disconnected(self, device_id: str) -> None:
+        with self._engine.begin() as conn:
+            registry.mark_disconnected(conn, device_id)
+
+    async def _dispatch(self, session: _Session, message: Any) -> None:
+        if isinstance(message, EventBatch):
+            await self._batch(session, message)
+        elif isinstance(message, Heartbeat):
+            self._heartbeats[session.device_id] = (message.outbox_events, message.dropped_total)
+        elif isinstance(message, CommandResult):
+            log.info("device %s: command %s ok=%s %s", session.device_id, message.command_id,
+                     message.ok, message.detail)
+        else:
+            raise _Refusal("invalid_message", f"unexpected {message.__class__.__name__} message",
+                           CLOSE_PROTOCOL)
+
+    # ---- ingest ----------------------------------------------------------------------
+
+    async def _batch(self, session: _Session, batch: EventBatch) -> None:
+        try:
+            events = decode_batch_events(
+                batch,
+                max_inflated_bytes=self._settings.max_inflated_batch_bytes,
+                max_events=self._settings.max_batch_events,
+            )
+        except ProtocolError as exc:
+            raise _Refusal(exc.code, exc.message, CLOSE_PROTOCOL) from None
+        gap = batch.first_seq - session.received_through
+        if gap > self._settings.max_sequence_gap:
+            raise _Refusal(
+                "sequence_from_future",
+                f"batch starts at seq {batch.first_seq} but this device has stored only through "
+                f"{session.received_through}",
+                CLOSE_PROTOCOL,
+            )
+        received = now_us()
+        device_id = session.device_id
+        rows: list[EventRow] = []
+        quarantined: list[QuarantineRow] = []
+        rejections: list[Rejection] = []
+        floor = session.received_through
+        for event in events:
+            if event.seq <= floor:
+                continue  # already stored (a resend after a lost ack)
+            try:
+                if event.os_user is not None and (
+                    len(event.os_user) > 256 or "\x00" in event.os_user
+                ):
+                    raise InvalidMessage("os_user must be at most 256 characters without NUL")
+                payload = decode_payload(event.kind, event.payload)
+            except ProtocolError as exc:
+                quarantined.append(
+                    QuarantineRow(device_id, event.seq, received, event.kind, exc.message,
+                                  bytes(event.payload))
+                )
+                rejections.append(Rejection(seq=event.seq, reason=exc.message))
+                continue
+            rows.append((device_id, event.seq, event.time_us, received, event.kind,
+                         event.os_user, _json.encode(payload).decode("utf-8")))
+        session.received_through = max(floor, batch.last_seq)
+        stored = StoredBatch(device_id=device_id, through_seq=batch.last_seq, rows=rows,
+                             quarantined=quarantined)
+        if rejections:
+            log.warning("device %s: %d events quarantined, first: seq %d: %s", device_id,
+                        len(rejections), rejections[0].seq, rejections[0].reason)
+        future = self._writer.submit(stored)
+        await session.acks.put((future, len(events), rejections))
+
+    async def _acknowledge(self, session: _Session) -> None:
+        """Send acks in order, each only after its batch is committed."""
+        while True:
+            item = await session.acks.get()
+            if item is None:
+                return
+            future, received, rejections = item
+            try:
+                batch = await future
+            except StoreUnavailable as exc:
+                await self._send_error(session.ws, "store_unavailable", str(exc), True)
+                await session.ws.close(CLOSE_STORE, "store unavailable")
+                return
+            await session.ws.send(
+                encode_message(
+                    Ack(
+                        through_seq=batch.through_seq,
+                        stored=batch.inserted,
+                        duplicates=received - batch.inserted - len(rejections),
+                        rejected=rejections,
+                    )
+                )
+            )
+
+    # ---- background duties -------------------------------------------------------------
+
+    async def watch_revocations(self) -> None:
+        """Disconnect revoked devices within one poll interval."""
+        since = now_us()
+        while True:
+            await asyncio.sleep(self._settings.revocation_poll_seconds)
+            if not self._sessions:
+                since = now_us() - 2_000_000
+                continue
+            # Overlap the window by 2 s: a revocation committed by another process
+            # with a slightly older timestamp is still seen.
+            check_from = since - 2_000_000
+            since = now_us()
+            try:
+                revoked = await asyncio.to_thread(self._revoked_since, check_from)
+            except sa.exc.SQLAlchemyError as exc:
+                log.warning("revocation poll failed: %s", exc)
+                continue
+            for device_id, _when in revoked:
+                session = self._sessions.get(device_id)
+                if session is not None:
+                    log.warning("device %s revoked: disconnecting", device_id)
+                    await self._send_error(session.ws, "revoked", "this device was revoked", False)
+                    await session.ws.close(CLOSE_REVOKED, "revoked")
+
+    def _revoked_since(self, since: int) -> list[tuple[str, int]]:
+        with self._engine.connect() as conn:
+            return registry.revoked_since(conn, since)
+
+    async def flush_presence(self) -> None:
+        """Refresh last_seen for connected devices and store heartbeat figures."""
+        while True:
+            await asyncio.sleep(self._settings.heartbeat_seconds)
+            heartbeats, self._heartbeats = self._heartbeats, {}
+            connected = list(self._sessions)
+            try:
+                await asyncio.to_thread(self._write_presence, connected, heartbeats)
+            except sa.exc.SQLAlchemyError as exc:
+                log.warning("presence update failed: %s", exc)
+
+    def _write_presence(self, connected: list[str], heartbeats: dict[str, tuple[int, int]]) -> None:
+        with self._engine.begin() as conn:
+            registry.touch_devices(conn, connected)
+            if heartbeats:
+                conn.execute(
+                    sa.update(devices_table)
+                    .where(devices_table.c.id == sa.bindparam("b_id"))
+                    .values(
+                        outbox_events=sa.bindparam("b_events"),
+                        dropped_total=sa.bindparam("b_dropped"),
+                    ),
+                    [
+                        {"b_id": d, "b_events": e, "b_dropped": x}
+                        for d, (e, x) in heartbeats.items()
+                    ],
+                )

@@ -1,0 +1,128 @@
+"""The ingest writer: one thread that commits batches for all connections.
+
+Connections hand in batches and await a future; the writer gathers whatever is
+queued (up to ``commit_events`` events) into one transaction (group commit), commits,
+and only then resolves the futures, so an acknowledgement always means "committed".
+If a group commit fails, its batches are retried one by one, so one bad batch cannot
+hold back the others; the failing one gets StoreUnavailable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from sekimori.server.metrics import Metrics
+from sekimori.server.store.events import StoredBatch, write_batches
+
+__all__ = ["IngestWriter", "StoreUnavailable"]
+
+log = logging.getLogger(__name__)
+
+
+class StoreUnavailable(Exception):
+    """The store could not commit a batch; retrying later can help."""
+
+
+@dataclass(slots=True)
+class _Job:
+    batch: StoredBatch
+    future: asyncio.Future[StoredBatch]
+    loop: asyncio.AbstractEventLoop
+    received: float
+
+
+def _resolve(job: _Job, error: BaseException | None) -> None:
+    def settle() -> None:
+        if job.future.done():
+            return  # the connection went away; the agent will resend and dedup
+        if error is None:
+            job.future.set_result(job.batch)
+        else:
+            job.future.set_exception(error)
+
+    job.loop.call_soon_threadsafe(settle)
+
+
+class IngestWriter:
+    def __init__(self, engine: sa.Engine, metrics: Metrics, *, commit_events: int) -> None:
+        self._engine = engine
+        self._metrics = metrics
+        self._commit_events = commit_events
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
+        self._queued_events = 0
+        self._count_lock = threading.Lock()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Commit what is queued, then end the thread."""
+        self._queue.put(None)
+        self._thread.join()
+
+    def submit(self, batch: StoredBatch) -> asyncio.Future[StoredBatch]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[StoredBatch] = loop.create_future()
+        self._adjust_queued(len(batch.rows))
+        self._queue.put(_Job(batch, future, loop, time.perf_counter()))
+        return future
+
+    def _adjust_queued(self, delta: int) -> None:
+        with self._count_lock:
+            self._queued_events += delta
+            self._metrics.ingest_queue_events.set(self._queued_events)
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                break
+            jobs = [first]
+            events = len(first.batch.rows)
+            while events < self._commit_events:
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    stopping = True
+                    break
+                jobs.append(job)
+                events += len(job.batch.rows)
+            self._commit(jobs)
+            self._adjust_queued(-events)
+
+    def _commit(self, jobs: list[_Job]) -> None:
+        try:
+            self._write([j.batch for j in jobs])
+        except sa.exc.SQLAlchemyError as exc:
+            if len(jobs) == 1:
+                log.error("store refused a batch from device %s: %s", jobs[0].batch.device_id, exc)
+                _resolve(jobs[0], StoreUnavailable("the store could not commit this batch"))
+                return
+            log.warning("group commit of %d batches failed (%s); retrying one by one", len(jobs), exc)
+            for job in jobs:
+                self._commit([job])
+            return
+        done = time.perf_counter()
+        for job in jobs:
+            self._metrics.batch_latency.observe(done - job.received)
+            _resolve(job, None)
+
+    def _write(self, batches: list[StoredBatch]) -> None:
+        with self._engine.begin() as conn:
+            write_batches(conn, batches)
+        stored = sum(b.inserted for b in batches)
+        received = sum(len(b.rows) for b in batches)
+        self._metrics.events_ingested.inc(stored)
+        self._metrics.events_duplicate.inc(received - stored)
+        self._metrics.events_quarantined.inc(sum(len(b.quarantined) for b in batches))

@@ -1,0 +1,1 @@
+"""Server store: schema, engine, migrations and the repositories over them."""

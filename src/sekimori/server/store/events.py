@@ -1,0 +1,109 @@
+"""Writing events: the ingest hot path.
+
+``write_batches`` stores many devices' batches in one transaction (group commit) and
+raises each device's high-water mark. Rows go in with ON CONFLICT DO NOTHING on the
+(device_id, seq) primary key: a batch replayed after a lost acknowledgement stores
+nothing twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from sekimori.server.store.schema import devices, events, quarantine
+
+__all__ = ["EventRow", "QuarantineRow", "StoredBatch", "count_events", "write_batches"]
+
+# (device_id, seq, time_us, received_us, kind, os_user, payload_json)
+EventRow = tuple[str, int, int, int, str, str | None, str]
+
+
+@dataclass(slots=True)
+class QuarantineRow:
+    device_id: str
+    seq: int
+    received_us: int
+    kind: str
+    reason: str
+    raw: bytes
+
+
+@dataclass(slots=True)
+class StoredBatch:
+    device_id: str
+    through_seq: int
+    rows: list[EventRow]
+    quarantined: list[QuarantineRow] = field(default_factory=list)
+    # Filled in by write_batches:
+    inserted: int = 0
+
+
+_EVENT_COLUMNS = ("device_id", "seq", "time_us", "received_us", "kind", "os_user", "payload")
+_sql_cache: dict[tuple[str, str], str] = {}
+
+
+def _positional_insert(dialect: str, table: sa.Table, columns: Sequence[str]) -> str:
+    """INSERT ... ON CONFLICT DO NOTHING with positional parameters.
+
+    The hot path hands tuples straight to the driver's executemany: building a dict
+    per row for SQLAlchemy would cost more than the insert itself on SQLite.
+    """
+    key = (dialect, table.name)
+    if key not in _sql_cache:
+        cols = ", ".join(columns)
+        mark = "%s" if dialect == "postgresql" else "?"
+        marks = ", ".join([mark] * len(columns))
+        pk = ", ".join(c.name for c in table.primary_key.columns)
+        _sql_cache[key] = (
+            f"INSERT INTO {table.name} ({cols}) VALUES ({marks}) ON CONFLICT ({pk}) DO NOTHING"
+        )
+    return _sql_cache[key]
+
+
+def write_batches(conn: sa.Connection, batches: Sequence[StoredBatch]) -> None:
+    """Insert the batches' events and quarantined events and advance each device's
+    ``acked_seq``. The caller owns the transaction (commit, then acknowledge)."""
+    dialect = conn.dialect.name
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None  # noqa: S101 - a live connection always has one
+    cursor = dbapi.cursor()
+    try:
+        sql = _positional_insert(dialect, events, _EVENT_COLUMNS)
+        for batch in batches:
+            if batch.rows:
+                cursor.executemany(sql, batch.rows)
+                batch.inserted = cursor.rowcount if cursor.rowcount >= 0 else len(batch.rows)
+        q_rows = [
+            (q.device_id, q.seq, q.received_us, q.kind[:256], q.reason, q.raw)
+            for b in batches
+            for q in b.quarantined
+        ]
+        if q_rows:
+            cursor.executemany(
+                _positional_insert(
+                    dialect, quarantine, ("device_id", "seq", "received_us", "kind", "reason", "raw")
+                ),
+                q_rows,
+            )
+    finally:
+        cursor.close()
+    high: dict[str, int] = {}
+    for batch in batches:
+        high[batch.device_id] = max(high.get(batch.device_id, 0), batch.through_seq)
+    for device_id, seq in high.items():
+        conn.execute(
+            sa.update(devices)
+            .where(devices.c.id == device_id, devices.c.acked_seq < seq)
+            .values(acked_seq=seq)
+        )
+
+
+def count_events(engine: sa.Engine, device_id: str | None = None) -> int:
+    query = sa.select(sa.func.count()).select_from(events)
+    if device_id is not None:
+        query = query.where(events.c.device_id == device_id)
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
