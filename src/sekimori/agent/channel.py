@@ -16,6 +16,8 @@ import contextlib
 import enum
 import logging
 import ssl
+from collections.abc import Coroutine
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, WebSocketException
@@ -91,10 +93,18 @@ class ChannelClient:
                 self.refusal = refusal
                 return ChannelEnd.REFUSED
             except ssl.SSLCertVerificationError as exc:
-                log.error("server certificate rejected (not the pinned deployment?): %s",
-                          exc.verify_message)
-            except (OSError, InvalidHandshake, WebSocketException, TimeoutError,
-                    _SessionError, ProtocolError) as exc:
+                log.error(
+                    "server certificate rejected (not the pinned deployment?): %s",
+                    exc.verify_message,
+                )
+            except (
+                OSError,
+                InvalidHandshake,
+                WebSocketException,
+                TimeoutError,
+                _SessionError,
+                ProtocolError,
+            ) as exc:
                 log.warning("connection to %s lost: %s", self._identity.server_url, exc)
             finally:
                 self.connected.clear()
@@ -107,8 +117,8 @@ class ChannelClient:
         return ChannelEnd.STOPPED
 
     @staticmethod
-    async def _race(stop: asyncio.Event, work: object) -> None:
-        task = asyncio.ensure_future(work)  # type: ignore[arg-type]
+    async def _race(stop: asyncio.Event, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
         stopper = asyncio.ensure_future(stop.wait())
         done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
@@ -131,8 +141,12 @@ class ChannelClient:
         ) as ws:
             await ws.send(
                 encode_message(
-                    Hello(agent_version=__version__, hostname=self._host.hostname,
-                          os=self._host.os, os_version=self._host.os_version)
+                    Hello(
+                        agent_version=__version__,
+                        hostname=self._host.hostname,
+                        os=self._host.os,
+                        os_version=self._host.os_version,
+                    )
                 )
             )
             welcome = await self._expect_welcome(ws)
@@ -193,8 +207,13 @@ class ChannelClient:
             compression, body = encode_batch_body(events)
             await ws.send(
                 encode_message(
-                    EventBatch(first_seq=events[0].seq, last_seq=events[-1].seq,
-                               count=len(events), compression=compression, body=body)  # type: ignore[arg-type]
+                    EventBatch(
+                        first_seq=events[0].seq,
+                        last_seq=events[-1].seq,
+                        count=len(events),
+                        compression=compression,
+                        body=body,
+                    )
                 )
             )
             sent_through = events[-1].seq
@@ -218,9 +237,14 @@ class ChannelClient:
     def _status(self, command: Command) -> CommandResult:
         stats = self._outbox.stats()
         return CommandResult(
-            command_id=command.command_id, ok=True,
-            detail={"outbox_events": stats.events, "outbox_bytes": stats.bytes,
-                    "dropped_total": stats.dropped_total, "version": __version__},
+            command_id=command.command_id,
+            ok=True,
+            detail={
+                "outbox_events": stats.events,
+                "outbox_bytes": stats.bytes,
+                "dropped_total": stats.dropped_total,
+                "version": __version__,
+            },
         )
 
     async def _heartbeat(self, ws: ClientConnection, interval: float) -> None:
@@ -228,8 +252,11 @@ class ChannelClient:
             stats = self._outbox.stats()
             await ws.send(
                 encode_message(
-                    Heartbeat(outbox_events=stats.events, outbox_bytes=stats.bytes,
-                              dropped_total=stats.dropped_total)
+                    Heartbeat(
+                        outbox_events=stats.events,
+                        outbox_bytes=stats.bytes,
+                        dropped_total=stats.dropped_total,
+                    )
                 )
             )
             await asyncio.sleep(interval)

@@ -6,6 +6,9 @@
 2. Make a key pair on this PC (it never leaves it) and a certificate request.
 3. Over TLS verified against the pinned CA, send the one-time token and the request;
    store the issued certificate.
+
+This module is used at enrollment only; the running agent never imports it (nor
+cryptography, which it alone needs).
 """
 
 from __future__ import annotations
@@ -17,6 +20,10 @@ import ssl
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidHandshake, WebSocketException
 
@@ -71,7 +78,9 @@ def _fetch_ca(url: str, timeout: float) -> bytes:
     finally:
         conn.close()
     if response.status != 200 or len(body) > _MAX_CA_BYTES:
-        raise EnrollmentError(f"the server did not return its CA certificate (HTTP {response.status})")
+        raise EnrollmentError(
+            f"the server did not return its CA certificate (HTTP {response.status})"
+        )
     return body
 
 
@@ -89,12 +98,6 @@ def _check_pin(ca_pem: bytes, expected: str) -> None:
 
 
 def _make_key_and_csr() -> tuple[bytes, str]:
-    # cryptography is imported here only: the running agent does not need it.
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
     key = ec.generate_private_key(ec.SECP256R1())
     csr = (
         x509.CertificateSigningRequestBuilder()
@@ -102,22 +105,30 @@ def _make_key_and_csr() -> tuple[bytes, str]:
         .sign(key, hashes.SHA256())
     )
     key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
     return key_pem, csr.public_bytes(serialization.Encoding.PEM).decode("ascii")
 
 
-async def _request_certificate(url: str, ca_path: Path, request: Enroll, timeout: float) -> Enrolled:
+async def _request_certificate(
+    url: str, ca_path: Path, request: Enroll, timeout: float
+) -> Enrolled:
     try:
         async with connect(
-            url, ssl=client_ssl_context(ca_path), open_timeout=timeout, compression=None,
+            url,
+            ssl=client_ssl_context(ca_path),
+            open_timeout=timeout,
+            compression=None,
             max_size=1024 * 1024,
         ) as ws:
             await ws.send(encode_message(request))
             frame = await asyncio.wait_for(ws.recv(), timeout)
     except ssl.SSLCertVerificationError as exc:
-        raise EnrollmentError(f"the server's certificate is not valid for {url}: {exc.verify_message}") from None
+        raise EnrollmentError(
+            f"the server's certificate is not valid for {url}: {exc.verify_message}"
+        ) from None
     except (OSError, InvalidHandshake, WebSocketException, TimeoutError) as exc:
         raise EnrollmentError(f"enrollment connection to {url} failed: {exc}") from None
     if isinstance(frame, str):
@@ -155,8 +166,13 @@ def enroll(
     key_pem, csr_pem = _make_key_and_csr()
     info = host_info()
     request = Enroll(
-        token=token.strip(), csr_pem=csr_pem, hostname=info.hostname, os=info.os,
-        os_version=info.os_version, agent_version=__version__, group=group,
+        token=token.strip(),
+        csr_pem=csr_pem,
+        hostname=info.hostname,
+        os=info.os,
+        os_version=info.os_version,
+        agent_version=__version__,
+        group=group,
     )
     reply = asyncio.run(_request_certificate(url, ca_path, request, timeout))
     write_private(state_dir / "device.key", key_pem)

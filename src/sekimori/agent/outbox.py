@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,7 +84,7 @@ class Outbox:
         self._events: int = row[0]
         self._bytes: int = row[1] + row[0] * _ROW_OVERHEAD
         self._dropped_total = self._meta("dropped_total")
-        self._listeners: list[Callable[[], None]] = []
+        self._listeners: list[Callable[[], object]] = []
 
     # ---- lifecycle ---------------------------------------------------------------
 
@@ -93,7 +92,7 @@ class Outbox:
         with self._lock:
             self._db.close()
 
-    def on_append(self, listener: Callable[[], None]) -> None:
+    def on_append(self, listener: Callable[[], object]) -> None:
         """Call ``listener`` (from the appending thread) after every append."""
         self._listeners.append(listener)
 

@@ -37,13 +37,17 @@ def token_create(args: argparse.Namespace) -> int:
     finally:
         result.engine.dispose()
     url = args.server_url or f"wss://{socket.getfqdn()}:{settings.server.agent_port}"
-    print(f"Token for group {issued.group!r}, valid until {format_us(issued.expires_us)}, "
-          "usable once:")
+    print(
+        f"Token for group {issued.group!r}, valid until {format_us(issued.expires_us)}, "
+        "usable once:"
+    )
     print(issued.token)
     print()
     print("On the PC to enroll, run:")
-    print(f"  sekimori agent enroll --server {url} --token {issued.token} "
-          f"--ca-fingerprint SHA256:{result.pki.ca_fingerprint()}")
+    print(
+        f"  sekimori agent enroll --server {url} --token {issued.token} "
+        f"--ca-fingerprint SHA256:{result.pki.ca_fingerprint()}"
+    )
     return 0
 
 
@@ -65,12 +69,20 @@ def device_list(args: argparse.Namespace) -> int:
     if args.json:
         rows = [
             {
-                "id": d.id, "hostname": d.hostname, "group": d.group, "os": d.os,
-                "os_version": d.os_version, "agent_version": d.agent_version,
-                "status": status(d), "online": status(d) == "online",
-                "enrolled": format_us(d.enrolled_us), "first_seen": format_us(d.first_seen_us),
-                "last_seen": format_us(d.last_seen_us), "revoked": format_us(d.revoked_us),
-                "events_stored_through": d.acked_seq, "outbox_events": d.outbox_events,
+                "id": d.id,
+                "hostname": d.hostname,
+                "group": d.group,
+                "os": d.os,
+                "os_version": d.os_version,
+                "agent_version": d.agent_version,
+                "status": status(d),
+                "online": status(d) == "online",
+                "enrolled": format_us(d.enrolled_us),
+                "first_seen": format_us(d.first_seen_us),
+                "last_seen": format_us(d.last_seen_us),
+                "revoked": format_us(d.revoked_us),
+                "events_stored_through": d.acked_seq,
+                "outbox_events": d.outbox_events,
                 "dropped_total": d.dropped_total,
             }
             for d in devices
@@ -102,4 +114,3 @@ def device_revoke(args: argparse.Namespace) -> int:
         engine.dispose()
     print(f"device {device_id} {'revoked' if changed else 'was already revoked'}")
     return 0
-

@@ -28,7 +28,10 @@ def enroll(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, component="agent")
     try:
         identity = do_enroll(
-            Path(settings.agent.state_dir), args.server, args.token, args.ca_fingerprint,
+            Path(settings.agent.state_dir),
+            args.server,
+            args.token,
+            args.ca_fingerprint,
             group=args.group,
         )
     except EnrollmentError as exc:

@@ -57,9 +57,16 @@ def run_demo(args: argparse.Namespace) -> int:
     try:
         state_dir = data / "agent"
         if not (state_dir / "identity.json").exists():
-            issued = create_token(result.engine, group="default", ttl_seconds=600, created_by="demo")
-            _enroll_when_up(settings.server.agent_port, issued.token,
-                            result.pki.ca_fingerprint(), state_dir, server)
+            issued = create_token(
+                result.engine, group="default", ttl_seconds=600, created_by="demo"
+            )
+            _enroll_when_up(
+                settings.server.agent_port,
+                issued.token,
+                result.pki.ca_fingerprint(),
+                state_dir,
+                server,
+            )
         agent = _spawn(["agent", "run", "--state-dir", str(state_dir)], env)
         _show_when_online(result.engine, settings.server.heartbeat_seconds, server)
         print("Running. See it with 'sekimori device list'. Press Ctrl-C to stop.", flush=True)
@@ -104,9 +111,7 @@ def _enroll_when_up(
         return
 
 
-def _show_when_online(
-    engine: sa.Engine, heartbeat: float, server: subprocess.Popen[bytes]
-) -> None:
+def _show_when_online(engine: sa.Engine, heartbeat: float, server: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and server.poll() is None:
         now = now_us()

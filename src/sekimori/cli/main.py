@@ -85,22 +85,39 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(
-        group: argparse._SubParsersAction[argparse.ArgumentParser], name: str, handler: Handler,
+        group: argparse._SubParsersAction[argparse.ArgumentParser],
+        name: str,
+        handler: Handler,
         text: str,
     ) -> argparse.ArgumentParser:
         p = group.add_parser(name, help=text, description=text)
         p.set_defaults(handler=handler)
         return p
 
-    add(sub, "server", _server, "Run the server: the agent endpoint (TLS) and the ops/console "
-        "HTTP endpoint. Initialises the data directory on first run.")
-    add(sub, "init", _init, "Initialise the data directory (database, PKI, first "
-        "administrator) and print the CA fingerprint agents must pin.")
+    add(
+        sub,
+        "server",
+        _server,
+        "Run the server: the agent endpoint (TLS) and the ops/console "
+        "HTTP endpoint. Initialises the data directory on first run.",
+    )
+    add(
+        sub,
+        "init",
+        _init,
+        "Initialise the data directory (database, PKI, first "
+        "administrator) and print the CA fingerprint agents must pin.",
+    )
 
     token = sub.add_parser("token", help="Enrollment tokens.", description="Enrollment tokens.")
     token_sub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
-    create = add(token_sub, "create", _token_create, "Create a one-time enrollment token for a "
-                 "device group and print the exact agent command to use it.")
+    create = add(
+        token_sub,
+        "create",
+        _token_create,
+        "Create a one-time enrollment token for a "
+        "device group and print the exact agent command to use it.",
+    )
     create.add_argument("--group", default="default", help="device group (created if missing)")
     create.add_argument("--expires", default="1h", help="lifetime, e.g. 30m, 1h, 7d (default 1h)")
     create.add_argument("--server-url", help="URL agents dial (default wss://<this host>:<port>)")
@@ -109,32 +126,63 @@ def build_parser() -> argparse.ArgumentParser:
     device_sub = device.add_subparsers(dest="device_command", required=True, metavar="ACTION")
     listing = add(device_sub, "list", _device_list, "List enrolled devices with their status.")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
-    revoke = add(device_sub, "revoke", _device_revoke, "Revoke a device: it is disconnected "
-                 "within a second and refused from then on.")
+    revoke = add(
+        device_sub,
+        "revoke",
+        _device_revoke,
+        "Revoke a device: it is disconnected within a second and refused from then on.",
+    )
     revoke.add_argument("device_id", metavar="ID", help="device id or a unique prefix of it")
 
-    agent = sub.add_parser("agent", help="The agent that runs on each PC.",
-                           description="The agent that runs on each PC.")
+    agent = sub.add_parser(
+        "agent",
+        help="The agent that runs on each PC.",
+        description="The agent that runs on each PC.",
+    )
     agent_sub = agent.add_subparsers(dest="agent_command", required=True, metavar="ACTION")
-    run = add(agent_sub, "run", _agent_run, "Run the agent: collect, queue durably, and send "
-              "to the server it enrolled with. Dials out only; listens on no port.")
+    run = add(
+        agent_sub,
+        "run",
+        _agent_run,
+        "Run the agent: collect, queue durably, and send "
+        "to the server it enrolled with. Dials out only; listens on no port.",
+    )
     run.add_argument("--state-dir", help="agent state directory (identity, outbox)")
-    enroll = add(agent_sub, "enroll", _agent_enroll, "Enroll this PC with a server using a "
-                 "one-time token, pinning the server's CA fingerprint.")
-    enroll.add_argument("--server", required=True, help="server URL, e.g. wss://sekimori.example:8443")
+    enroll = add(
+        agent_sub,
+        "enroll",
+        _agent_enroll,
+        "Enroll this PC with a server using a one-time token, pinning the server's CA fingerprint.",
+    )
+    enroll.add_argument(
+        "--server", required=True, help="server URL, e.g. wss://sekimori.example:8443"
+    )
     enroll.add_argument("--token", required=True, help="one-time enrollment token")
-    enroll.add_argument("--ca-fingerprint", required=True,
-                        help="SHA-256 fingerprint of the deployment CA (from 'token create')")
+    enroll.add_argument(
+        "--ca-fingerprint",
+        required=True,
+        help="SHA-256 fingerprint of the deployment CA (from 'token create')",
+    )
     enroll.add_argument("--group", help="refuse the token unless it is for this group")
     enroll.add_argument("--state-dir", help="agent state directory (identity, outbox)")
 
-    add(sub, "demo", _demo, "Run everything on this machine: initialise ./var, start the "
-        "server, enroll this PC and run its agent. Ctrl-C stops it all.")
+    add(
+        sub,
+        "demo",
+        _demo,
+        "Run everything on this machine: initialise ./var, start the "
+        "server, enroll this PC and run its agent. Ctrl-C stops it all.",
+    )
 
     bench = sub.add_parser("bench", help="Benchmarks.", description="Benchmarks.")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="NAME")
-    ingest = add(bench_sub, "ingest", _bench_ingest, "End-to-end ingest rate (agent outboxes "
-                 "to committed rows) beside the raw SQLite insert rate of the same rows.")
+    ingest = add(
+        bench_sub,
+        "ingest",
+        _bench_ingest,
+        "End-to-end ingest rate (agent outboxes "
+        "to committed rows) beside the raw SQLite insert rate of the same rows.",
+    )
     ingest.add_argument("--agents", type=int, default=8)
     ingest.add_argument("--events", type=int, default=200_000, help="total events")
     ingest.add_argument("--database-url", help="store to benchmark (default: SQLite)")

@@ -16,7 +16,9 @@ def announce(result: InitResult) -> None:
     print(f"CA fingerprint (agents pin this): SHA256:{result.pki.ca_fingerprint()}", flush=True)
     if result.admin_password:
         # Shown once: only its argon2id hash is stored.
-        print(f"First administrator: admin / {result.admin_password}  (shown only once)", flush=True)
+        print(
+            f"First administrator: admin / {result.admin_password}  (shown only once)", flush=True
+        )
 
 
 def init(args: argparse.Namespace) -> int:

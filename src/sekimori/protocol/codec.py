@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from typing import Final, TypeVar
+from typing import Final, Literal, TypeVar
 
 import msgspec
 
@@ -40,8 +40,8 @@ class _Header(msgspec.Struct):
 
 
 _header_decoder = msgspec.msgpack.Decoder(_Header)
-_agent_decoder = msgspec.msgpack.Decoder(AgentMessage)  # type: ignore[arg-type]
-_server_decoder = msgspec.msgpack.Decoder(ServerMessage)  # type: ignore[arg-type]
+_agent_decoder: msgspec.msgpack.Decoder[AgentMessage] = msgspec.msgpack.Decoder(AgentMessage)
+_server_decoder: msgspec.msgpack.Decoder[ServerMessage] = msgspec.msgpack.Decoder(ServerMessage)
 _events_decoder = msgspec.msgpack.Decoder(list[Event])
 _payload_decoders = {kind: msgspec.msgpack.Decoder(t) for kind, t in EVENT_KINDS.items()}
 
@@ -78,7 +78,9 @@ def decode_server_message(data: bytes, max_bytes: int) -> ServerMessage:
     return _decode(data, _server_decoder, max_bytes)
 
 
-def encode_batch_body(events: list[Event], compress: bool = True) -> tuple[str, bytes]:
+def encode_batch_body(
+    events: list[Event], compress: bool = True
+) -> tuple[Literal["zlib", "none"], bytes]:
     raw = _encoder.encode(events)
     if compress:
         # Level 1: on event logs it gives most of the size win at a fraction of the CPU.

@@ -42,7 +42,9 @@ class SekimoriServer:
         self.writer = IngestWriter(
             self.engine, self.metrics, commit_events=settings.server.ingest_commit_events
         )
-        self.channel = AgentChannel(settings.server, self.engine, self.pki, self.writer, self.metrics)
+        self.channel = AgentChannel(
+            settings.server, self.engine, self.pki, self.writer, self.metrics
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set, then shut down cleanly."""
@@ -50,7 +52,9 @@ class SekimoriServer:
         self.writer.start()
         ops = _EmbeddedUvicorn(
             uvicorn.Config(
-                create_ops_app(self.engine, self.metrics, lambda: len(self.channel.connected_devices)),
+                create_ops_app(
+                    self.engine, self.metrics, lambda: len(self.channel.connected_devices)
+                ),
                 host=cfg.console_host,
                 port=cfg.console_port,
                 log_config=None,
@@ -80,7 +84,10 @@ class SekimoriServer:
                 ]
                 log.info(
                     "sekimori server: agents on wss://%s:%d, ops on http://%s:%d",
-                    cfg.agent_host, cfg.agent_port, cfg.console_host, cfg.console_port,
+                    cfg.agent_host,
+                    cfg.agent_port,
+                    cfg.console_host,
+                    cfg.console_port,
                 )
                 await stop.wait()
                 log.info("shutting down")

@@ -187,7 +187,9 @@ class AgentChannel:
         with self._engine.connect() as conn:
             device = registry.get_device(conn, device_id)
         if device is None or device.cert_serial != serial:
-            raise _Refusal("unknown_device", "this device is not enrolled here", CLOSE_UNAUTHENTICATED)
+            raise _Refusal(
+                "unknown_device", "this device is not enrolled here", CLOSE_UNAUTHENTICATED
+            )
         if device.revoked_us is not None:
             raise _Refusal(
                 "revoked", "this device was revoked; enroll it again to reconnect", CLOSE_REVOKED
@@ -234,8 +236,12 @@ class AgentChannel:
     def _mark_connected(self, device_id: str, hello: Hello) -> None:
         with self._engine.begin() as conn:
             registry.mark_connected(
-                conn, device_id, hostname=hello.hostname, os=hello.os,
-                os_version=hello.os_version, agent_version=hello.agent_version,
+                conn,
+                device_id,
+                hostname=hello.hostname,
+                os=hello.os,
+                os_version=hello.os_version,
+                agent_version=hello.agent_version,
             )
 
     def _mark_disconnected(self, device_id: str) -> None:
@@ -248,11 +254,19 @@ class AgentChannel:
         elif isinstance(message, Heartbeat):
             self._heartbeats[session.device_id] = (message.outbox_events, message.dropped_total)
         elif isinstance(message, CommandResult):
-            log.info("device %s: command %s ok=%s %s", session.device_id, message.command_id,
-                     message.ok, message.detail)
+            log.info(
+                "device %s: command %s ok=%s %s",
+                session.device_id,
+                message.command_id,
+                message.ok,
+                message.detail,
+            )
         else:
-            raise _Refusal("invalid_message", f"unexpected {message.__class__.__name__} message",
-                           CLOSE_PROTOCOL)
+            raise _Refusal(
+                "invalid_message",
+                f"unexpected {message.__class__.__name__} message",
+                CLOSE_PROTOCOL,
+            )
 
     # ---- ingest ----------------------------------------------------------------------
 
@@ -290,19 +304,40 @@ class AgentChannel:
                 payload = decode_payload(event.kind, event.payload)
             except ProtocolError as exc:
                 quarantined.append(
-                    QuarantineRow(device_id, event.seq, received, event.kind, exc.message,
-                                  bytes(event.payload))
+                    QuarantineRow(
+                        device_id,
+                        event.seq,
+                        received,
+                        event.kind,
+                        exc.message,
+                        bytes(event.payload),
+                    )
                 )
                 rejections.append(Rejection(seq=event.seq, reason=exc.message))
                 continue
-            rows.append((device_id, event.seq, event.time_us, received, event.kind,
-                         event.os_user, _json.encode(payload).decode("utf-8")))
+            rows.append(
+                (
+                    device_id,
+                    event.seq,
+                    event.time_us,
+                    received,
+                    event.kind,
+                    event.os_user,
+                    _json.encode(payload).decode("utf-8"),
+                )
+            )
         session.received_through = max(floor, batch.last_seq)
-        stored = StoredBatch(device_id=device_id, through_seq=batch.last_seq, rows=rows,
-                             quarantined=quarantined)
+        stored = StoredBatch(
+            device_id=device_id, through_seq=batch.last_seq, rows=rows, quarantined=quarantined
+        )
         if rejections:
-            log.warning("device %s: %d events quarantined, first: seq %d: %s", device_id,
-                        len(rejections), rejections[0].seq, rejections[0].reason)
+            log.warning(
+                "device %s: %d events quarantined, first: seq %d: %s",
+                device_id,
+                len(rejections),
+                rejections[0].seq,
+                rejections[0].reason,
+            )
         future = self._writer.submit(stored)
         await session.acks.put((future, len(events), rejections))
 

@@ -109,7 +109,9 @@ class IngestWriter:
                 log.error("store refused a batch from device %s: %s", jobs[0].batch.device_id, exc)
                 _resolve(jobs[0], StoreUnavailable("the store could not commit this batch"))
                 return
-            log.warning("group commit of %d batches failed (%s); retrying one by one", len(jobs), exc)
+            log.warning(
+                "group commit of %d batches failed (%s); retrying one by one", len(jobs), exc
+            )
             for job in jobs:
                 self._commit([job])
             return

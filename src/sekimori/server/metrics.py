@@ -44,6 +44,8 @@ class Metrics:
             registry=self.registry,
         )
         self.enrollments = Counter(
-            "sekimori_enrollments", "Enrollment attempts, by result", ["result"],
+            "sekimori_enrollments",
+            "Enrollment attempts, by result",
+            ["result"],
             registry=self.registry,
         )

@@ -21,9 +21,7 @@ from sekimori.server.metrics import Metrics
 __all__ = ["create_ops_app"]
 
 
-def create_ops_app(
-    engine: sa.Engine, metrics: Metrics, connected: Callable[[], int]
-) -> Starlette:
+def create_ops_app(engine: sa.Engine, metrics: Metrics, connected: Callable[[], int]) -> Starlette:
     def _ping_store() -> None:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))

@@ -74,10 +74,12 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 def _self_signed_ca(common_name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Sekimori"),
-        x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-    ])
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Sekimori"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
     now = _now()
     cert = (
         x509.CertificateBuilder()
@@ -90,9 +92,15 @@ def _self_signed_ca(common_name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=False, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=True, encipher_only=False, decipher_only=False,
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -213,10 +221,14 @@ class PKI:
         serial = x509.random_serial_number()
         cert = (
             x509.CertificateBuilder()
-            .subject_name(x509.Name([
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Sekimori device"),
-                x509.NameAttribute(NameOID.COMMON_NAME, device_id),
-            ]))
+            .subject_name(
+                x509.Name(
+                    [
+                        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Sekimori device"),
+                        x509.NameAttribute(NameOID.COMMON_NAME, device_id),
+                    ]
+                )
+            )
             .issuer_name(ca_cert.subject)
             .public_key(public)
             .serial_number(serial)

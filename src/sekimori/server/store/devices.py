@@ -100,9 +100,15 @@ def resolve_device_id(engine: sa.Engine, text: str) -> str:
         if conn.execute(sa.select(devices.c.id).where(devices.c.id == text)).first():
             return text
         if len(text) >= 6:
-            found = conn.execute(
-                sa.select(devices.c.id).where(devices.c.id.startswith(text, autoescape=True)).limit(2)
-            ).scalars().all()
+            found = (
+                conn.execute(
+                    sa.select(devices.c.id)
+                    .where(devices.c.id.startswith(text, autoescape=True))
+                    .limit(2)
+                )
+                .scalars()
+                .all()
+            )
             if len(found) == 1:
                 return str(found[0])
             if len(found) > 1:
@@ -131,7 +137,12 @@ def revoked_since(conn: sa.Connection, since_us: int) -> list[tuple[str, int]]:
 
 
 def mark_connected(
-    conn: sa.Connection, device_id: str, *, hostname: str, os: str, os_version: str,
+    conn: sa.Connection,
+    device_id: str,
+    *,
+    hostname: str,
+    os: str,
+    os_version: str,
     agent_version: str,
 ) -> None:
     now = now_us()
@@ -152,9 +163,9 @@ def mark_connected(
 
 def mark_disconnected(conn: sa.Connection, device_id: str) -> None:
     conn.execute(
-        sa.update(devices).where(devices.c.id == device_id).values(
-            connected=False, last_seen_us=now_us()
-        )
+        sa.update(devices)
+        .where(devices.c.id == device_id)
+        .values(connected=False, last_seen_us=now_us())
     )
 
 

@@ -58,7 +58,7 @@ def _positional_insert(dialect: str, table: sa.Table, columns: Sequence[str]) ->
         marks = ", ".join([mark] * len(columns))
         pk = ", ".join(c.name for c in table.primary_key.columns)
         _sql_cache[key] = (
-            f"INSERT INTO {table.name} ({cols}) VALUES ({marks}) ON CONFLICT ({pk}) DO NOTHING"
+            f"INSERT INTO {table.name} ({cols}) VALUES ({marks}) ON CONFLICT ({pk}) DO NOTHING"  # noqa: S608 - names from our schema, values bound
         )
     return _sql_cache[key]
 
@@ -84,7 +84,9 @@ def write_batches(conn: sa.Connection, batches: Sequence[StoredBatch]) -> None:
         if q_rows:
             cursor.executemany(
                 _positional_insert(
-                    dialect, quarantine, ("device_id", "seq", "received_us", "kind", "reason", "raw")
+                    dialect,
+                    quarantine,
+                    ("device_id", "seq", "received_us", "kind", "reason", "raw"),
                 ),
                 q_rows,
             )

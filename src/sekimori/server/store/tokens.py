@@ -35,7 +35,9 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def create_token(engine: sa.Engine, *, group: str, ttl_seconds: float, created_by: str) -> IssuedToken:
+def create_token(
+    engine: sa.Engine, *, group: str, ttl_seconds: float, created_by: str
+) -> IssuedToken:
     if ttl_seconds <= 0:
         raise ValueError("a token must expire in the future")
     token = "sek_" + secrets.token_urlsafe(32)
