@@ -24,7 +24,17 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return msgspec.json.encode(entry).decode("utf-8")
+        try:
+            return msgspec.json.encode(entry).decode("utf-8")
+        except UnicodeEncodeError:
+            # A file name that is not valid UTF-8 reaches us as lone surrogates
+            # (surrogateescape); JSON must be UTF-8, so escape them rather than lose the line.
+            clean = {k: _utf8(v) if isinstance(v, str) else v for k, v in entry.items()}
+            return msgspec.json.encode(clean).decode("utf-8")
+
+
+def _utf8(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def configure_logging(settings: LogSettings, *, component: str) -> None:

@@ -112,6 +112,8 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
                 value = Path(raw).read_text(encoding="utf-8").strip()
             except OSError as exc:
                 raise SettingsError(f"{name}: cannot read {raw}: {exc.strerror}") from exc
+            except UnicodeDecodeError as exc:
+                raise SettingsError(f"{name}: {raw} is not UTF-8 text: {exc}") from exc
         if isinstance(value, str) and value.startswith("["):
             try:
                 value = msgspec.json.decode(value)
@@ -155,7 +157,7 @@ def load_settings(
             data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except OSError as exc:
             raise SettingsError(f"config file {path}: {exc.strerror}") from exc
-        except tomllib.TOMLDecodeError as exc:
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise SettingsError(f"config file {path}: {exc}") from exc
     data = _merge(data, _env_overrides(env))
     try:

@@ -75,7 +75,12 @@ class Identity:
             raise NotEnrolled(f"{path} is damaged ({exc}): enroll again") from None
         identity = cls(state_dir, data.device_id, data.server_url, data.ca_fingerprint)
         # Refuse a CA file that no longer matches the pin (tampering or corruption).
-        der = ssl.PEM_cert_to_DER_cert(identity.ca_path.read_text(encoding="ascii"))
+        try:
+            der = ssl.PEM_cert_to_DER_cert(identity.ca_path.read_text(encoding="ascii"))
+        except (OSError, ValueError) as exc:  # missing, unreadable, or not a PEM certificate
+            raise NotEnrolled(
+                f"{identity.ca_path} is missing or damaged ({exc}): enroll again"
+            ) from None
         if hashlib.sha256(der).hexdigest() != identity.ca_fingerprint:
             raise NotEnrolled(f"{identity.ca_path} does not match the pinned fingerprint")
         return identity

@@ -91,13 +91,18 @@ def encode_batch_body(
 def _inflate(body: bytes, max_bytes: int) -> bytes:
     inflater = zlib.decompressobj()
     try:
-        raw = inflater.decompress(body, max_bytes)
+        # One byte past the limit tells "too large" from "exactly the limit"; it also
+        # keeps max_length above 0, which zlib would read as "no limit".
+        raw = inflater.decompress(body, max_bytes + 1)
     except zlib.error as exc:
         raise InvalidMessage(f"batch body is not valid zlib data: {exc}") from None
-    if inflater.unconsumed_tail:
+    if len(raw) > max_bytes or inflater.unconsumed_tail:
         raise FrameTooLarge(f"batch body inflates beyond the limit of {max_bytes} bytes")
     if not inflater.eof:
         raise InvalidMessage("batch body is truncated zlib data")
+    if inflater.unused_data:
+        # The 'none' path refuses trailing bytes (msgspec does); so does this one.
+        raise InvalidMessage("batch body has data after the end of the zlib stream")
     return raw
 
 
