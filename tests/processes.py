@@ -35,7 +35,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> float:
+def wait_for(
+    condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.05
+) -> float:
     """Poll until ``condition()``; returns the seconds it took. Fails with ``what``."""
     start = time.monotonic()
     while True:
@@ -89,15 +91,15 @@ class ServerProcess:
         if self.proc is not None and self.proc.poll() is not None:
             raise AssertionError(f"server exited with {self.proc.returncode}: {self.log()}")
         try:
-            with urllib.request.urlopen(  # noqa: S310 - loopback URL we built
+            with urllib.request.urlopen(
                 f"http://127.0.0.1:{self.console_port}/healthz", timeout=2
             ) as response:
-                return response.status == 200
+                return bool(response.status == 200)
         except (urllib.error.URLError, OSError):
             return False
 
     def metrics(self) -> str:
-        with urllib.request.urlopen(  # noqa: S310 - loopback URL we built
+        with urllib.request.urlopen(
             f"http://127.0.0.1:{self.console_port}/metrics", timeout=5
         ) as response:
             return str(response.read().decode())
@@ -140,8 +142,12 @@ class ServerProcess:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "sekimori", *args], env=self.env, capture_output=True,
-            text=True, timeout=60, check=False,
+            [sys.executable, "-m", "sekimori", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
 
     def scalar(self, sql: str, **params: object) -> int:
@@ -162,7 +168,9 @@ class AgentProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sekimori", "agent", "run", "--state-dir", str(self.state_dir)],
-            env=self.env, stdout=log, stderr=log,
+            env=self.env,
+            stdout=log,
+            stderr=log,
         )
         log.close()
         return self

@@ -369,7 +369,7 @@ def test_reader_acking_while_writers_append(outbox: Outbox) -> None:
         try:
             for i in range(per_writer):
                 outbox.append("agent.log", _log(str(i)))
-        except BaseException as exc:  # reported below, from the test thread
+        except BaseException as exc:  # noqa: BLE001 - reported below, from the test thread
             errors.append(exc)
 
     def read() -> None:
@@ -385,7 +385,7 @@ def test_reader_acking_while_writers_append(outbox: Outbox) -> None:
                     outbox.ack_through(last)
                 elif finished:
                     return
-        except BaseException as exc:  # reported below, from the test thread
+        except BaseException as exc:  # noqa: BLE001 - reported below, from the test thread
             errors.append(exc)
 
     reader = threading.Thread(target=read)
@@ -424,7 +424,7 @@ def test_concurrent_appends_get_unique_seqs_and_all_are_stored(outbox: Outbox) -
                 else:
                     got.append(outbox.append("agent.log", _log(f"{n}:{i}")))
             results[n] = got
-        except BaseException as exc:  # reported below, from the test thread
+        except BaseException as exc:  # noqa: BLE001 - reported below, from the test thread
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(threads_n)]

@@ -40,8 +40,10 @@ HELLO = Hello(agent_version="0.1.0", hostname="pc", os="linux", os_version="test
 @pytest.fixture
 def strict_server(tmp_path: Path, database_url: str) -> Iterator[ServerProcess]:
     proc = ServerProcess(
-        tmp_path / "server", database_url,
-        max_frame_bytes=str(FRAME_LIMIT), max_inflated_batch_bytes=str(INFLATE_LIMIT),
+        tmp_path / "server",
+        database_url,
+        max_frame_bytes=str(FRAME_LIMIT),
+        max_inflated_batch_bytes=str(INFLATE_LIMIT),
     ).start()
     try:
         yield proc
@@ -57,8 +59,13 @@ def _log_event(seq: int, text: str = "hello") -> Event:
 def _batch(events: list[Event]) -> bytes:
     compression, body = encode_batch_body(events)
     return encode_message(
-        EventBatch(first_seq=events[0].seq, last_seq=events[-1].seq, count=len(events),
-                   compression=compression, body=body)
+        EventBatch(
+            first_seq=events[0].seq,
+            last_seq=events[-1].seq,
+            count=len(events),
+            compression=compression,
+            body=body,
+        )
     )
 
 
@@ -78,8 +85,10 @@ class Peer:
     async def open(self, hello: bool = True) -> ClientConnection:
         ca = self.identity.ca_path if self.identity else self.server.data_dir / "pki" / "ca.crt"
         ws = await connect(
-            f"{self.server.url}/v1/agent", ssl=client_ssl_context(ca, self.identity),
-            compression=None, max_size=1 << 22,
+            f"{self.server.url}/v1/agent",
+            ssl=client_ssl_context(ca, self.identity),
+            compression=None,
+            max_size=1 << 22,
         )
         if hello:
             await ws.send(encode_message(HELLO))
@@ -127,11 +136,26 @@ def test_malformed_frames_get_clear_errors_and_store_nothing(
         cases: list[tuple[bytes | str, str, str]] = [
             (b"\xc1\x00garbage", "invalid_message", "malformed frame"),
             ("a text frame", "invalid_message", "text frames"),
-            (msgspec.msgpack.encode({"v": 99, "t": "batch"}), "unsupported_version",
-             "this peer speaks 1"),
-            (msgspec.msgpack.encode({"v": 1, "t": "batch", "first_seq": "one", "last_seq": 1,
-                                     "count": 1, "compression": "none", "body": b""}),
-             "invalid_message", "$.first_seq"),
+            (
+                msgspec.msgpack.encode({"v": 99, "t": "batch"}),
+                "unsupported_version",
+                "this peer speaks 1",
+            ),
+            (
+                msgspec.msgpack.encode(
+                    {
+                        "v": 1,
+                        "t": "batch",
+                        "first_seq": "one",
+                        "last_seq": 1,
+                        "count": 1,
+                        "compression": "none",
+                        "body": b"",
+                    }
+                ),
+                "invalid_message",
+                "$.first_seq",
+            ),
             (msgspec.msgpack.encode({"v": 1, "t": "teleport"}), "invalid_message", "teleport"),
             (encode_message(HELLO), "invalid_message", "unexpected Hello"),
         ]
@@ -160,18 +184,27 @@ def test_bad_batches_are_refused_without_moving_the_high_water_mark(
         assert error.code == "sequence_from_future"
         # A zlib bomb: 8 MiB of zeros in a few KiB, over the 1 MiB inflate limit.
         bomb = zlib.compress(b"\x00" * (8 * 1024 * 1024), 9)
-        error, _ = await peer.refused(encode_message(
-            EventBatch(first_seq=1, last_seq=1, count=1, compression="zlib", body=bomb)))
+        error, _ = await peer.refused(
+            encode_message(
+                EventBatch(first_seq=1, last_seq=1, count=1, compression="zlib", body=bomb)
+            )
+        )
         assert error.code == "too_large"
         # Declared count and contents disagree; sequence numbers out of order.
         events = [_log_event(1), _log_event(2)]
         _, body = encode_batch_body(events)
-        error, _ = await peer.refused(encode_message(
-            EventBatch(first_seq=1, last_seq=2, count=3, compression="zlib", body=body)))
+        error, _ = await peer.refused(
+            encode_message(
+                EventBatch(first_seq=1, last_seq=2, count=3, compression="zlib", body=body)
+            )
+        )
         assert "declares 3 events but holds 2" in error.message
         _, body = encode_batch_body([_log_event(2), _log_event(1)])
-        error, _ = await peer.refused(encode_message(
-            EventBatch(first_seq=2, last_seq=1, count=2, compression="zlib", body=body)))
+        error, _ = await peer.refused(
+            encode_message(
+                EventBatch(first_seq=2, last_seq=1, count=2, compression="zlib", body=body)
+            )
+        )
         assert error.code == "invalid_message"
         # A frame over the limit is cut off by the WebSocket layer (1009: too big).
         ws = await peer.open()
@@ -182,9 +215,10 @@ def test_bad_batches_are_refused_without_moving_the_high_water_mark(
 
     asyncio.run(scenario())
     assert strict_server.scalar("SELECT count(*) FROM events WHERE kind = 'agent.log'") == 0
-    assert strict_server.scalar(
-        "SELECT acked_seq FROM devices WHERE id = :id", id=identity.device_id
-    ) == 0
+    assert (
+        strict_server.scalar("SELECT acked_seq FROM devices WHERE id = :id", id=identity.device_id)
+        == 0
+    )
 
 
 def test_invalid_events_are_quarantined_and_replays_are_not_stored_twice(
@@ -212,15 +246,17 @@ def test_invalid_events_are_quarantined_and_replays_are_not_stored_twice(
     first, second = asyncio.run(scenario())
     assert isinstance(first, Ack)
     assert (first.through_seq, first.stored, first.duplicates) == (4, 2, 0)
-    assert [(r.seq, "unknown event kind" in r.reason or "$.message" in r.reason)
-            for r in first.rejected] == [(2, True), (3, True)]
+    assert [
+        (r.seq, "unknown event kind" in r.reason or "$.message" in r.reason) for r in first.rejected
+    ] == [(2, True), (3, True)]
     assert isinstance(second, Ack)
     assert (second.through_seq, second.stored) == (4, 0)
     assert strict_server.scalar("SELECT count(*) FROM events WHERE kind = 'agent.log'") == 2
     assert strict_server.scalar("SELECT count(*) FROM quarantine") == 2
-    assert strict_server.scalar(
-        "SELECT acked_seq FROM devices WHERE id = :id", id=identity.device_id
-    ) == 4
+    assert (
+        strict_server.scalar("SELECT acked_seq FROM devices WHERE id = :id", id=identity.device_id)
+        == 4
+    )
 
 
 def test_certificate_from_another_deployment_is_refused(

@@ -23,9 +23,7 @@ def _device_status(server: ServerProcess) -> list[dict[str, object]]:
 
 def _connected(server: ServerProcess, device_id: str) -> bool:
     return bool(
-        server.scalar(
-            "SELECT count(*) FROM devices WHERE id = :id AND connected", id=device_id
-        )
+        server.scalar("SELECT count(*) FROM devices WHERE id = :id AND connected", id=device_id)
     )
 
 
@@ -48,11 +46,15 @@ def test_agent_comes_online_and_listens_on_no_port(server: ServerProcess, tmp_pa
         )
         # Its start-up event went through the outbox into the store.
         wait_for(
-            lambda: server.scalar(
-                "SELECT count(*) FROM events WHERE device_id = :id AND kind = 'agent.started'",
-                id=identity.device_id,
-            ) == 1,
-            10, "agent.started stored",
+            lambda: (
+                server.scalar(
+                    "SELECT count(*) FROM events WHERE device_id = :id AND kind = 'agent.started'",
+                    id=identity.device_id,
+                )
+                == 1
+            ),
+            10,
+            "agent.started stored",
         )
         assert "sekimori_agents_connected 1.0" in server.metrics()
     finally:

@@ -91,9 +91,7 @@ def test_agent_killed_mid_stream_loses_and_doubles_nothing(
         wait_for(lambda: _outbox_depth(tmp_path / "pc") == 0, 180, "outbox drained", 0.2)
         _assert_exactly_once(server, identity.device_id, N)
         # Two start-up events: the one before the kill and the one after.
-        assert server.scalar(
-            "SELECT count(*) FROM events WHERE kind = 'agent.started'"
-        ) == 2
+        assert server.scalar("SELECT count(*) FROM events WHERE kind = 'agent.started'") == 2
     finally:
         agent.stop()
 
@@ -104,8 +102,11 @@ def test_agent_keeps_queueing_while_the_server_is_down(
     identity = server.enroll(tmp_path / "pc")
     agent = AgentProcess(tmp_path / "pc").start()
     try:
-        wait_for(lambda: server.scalar("SELECT count(*) FROM devices WHERE connected") == 1,
-                 20, "agent connected")
+        wait_for(
+            lambda: server.scalar("SELECT count(*) FROM devices WHERE connected") == 1,
+            20,
+            "agent connected",
+        )
         server.stop()
         _fill(tmp_path / "pc", 5_000)
         wait_for(lambda: agent.log().count("reconnecting in") >= 3, 30, "agent retrying")
@@ -127,21 +128,21 @@ def test_a_full_outbox_drops_the_oldest_and_says_how_many(
     agent = AgentProcess(tmp_path / "pc").start()
     try:
         wait_for(lambda: _outbox_depth(tmp_path / "pc") == 0, 60, "outbox drained", 0.2)
-        dropped = server.scalar(
-            "SELECT count(*) FROM events WHERE kind = 'agent.outbox_dropped'"
-        )
+        dropped = server.scalar("SELECT count(*) FROM events WHERE kind = 'agent.outbox_dropped'")
         assert dropped >= 1
         with server.engine().connect() as conn:
-            payloads = conn.execute(
-                sa.text("SELECT payload FROM events WHERE kind = 'agent.outbox_dropped'")
-            ).scalars().all()
+            payloads = (
+                conn.execute(
+                    sa.text("SELECT payload FROM events WHERE kind = 'agent.outbox_dropped'")
+                )
+                .scalars()
+                .all()
+            )
         lost = sum(msgspec.json.decode(p)["count"] for p in payloads)
         # Every event is either stored or counted as dropped: none vanishes silently.
         assert _stored(server) + lost == 5_000
         assert 0 < lost < 5_000
-        newest = server.scalar(
-            "SELECT count(*) FROM events WHERE payload LIKE '%event 4999\"%'"
-        )
+        newest = server.scalar("SELECT count(*) FROM events WHERE payload LIKE '%event 4999\"%'")
         assert newest == 1, "the newest events are kept"
     finally:
         agent.stop()

@@ -47,11 +47,14 @@ def test_token_for_another_group_is_refused(server: ServerProcess, tmp_path: Pat
         enroll(tmp_path / "a", server.url, token, server.fingerprint, group="sales")
     # A refused attempt does not burn the token.
     identity = enroll(tmp_path / "b", server.url, token, server.fingerprint, group="finance")
-    assert server.scalar(
-        "SELECT count(*) FROM devices d JOIN groups g ON g.id = d.group_id "
-        "WHERE d.id = :id AND g.name = 'finance'",
-        id=identity.device_id,
-    ) == 1
+    assert (
+        server.scalar(
+            "SELECT count(*) FROM devices d JOIN groups g ON g.id = d.group_id "
+            "WHERE d.id = :id AND g.name = 'finance'",
+            id=identity.device_id,
+        )
+        == 1
+    )
 
 
 def test_wrong_ca_fingerprint_never_sends_the_token(server: ServerProcess, tmp_path: Path) -> None:
@@ -74,8 +77,16 @@ def test_enroll_cli_reports_refusal_without_traceback(
     server: ServerProcess, tmp_path: Path
 ) -> None:
     result = server.cli(
-        "agent", "enroll", "--server", server.url, "--token", "sek_bogus",
-        "--ca-fingerprint", f"SHA256:{server.fingerprint}", "--state-dir", str(tmp_path / "x"),
+        "agent",
+        "enroll",
+        "--server",
+        server.url,
+        "--token",
+        "sek_bogus",
+        "--ca-fingerprint",
+        f"SHA256:{server.fingerprint}",
+        "--state-dir",
+        str(tmp_path / "x"),
     )
     assert result.returncode == 1
     assert "unknown enrollment token" in result.stderr
@@ -87,7 +98,10 @@ def test_token_create_cli_prints_the_enroll_command(server: ServerProcess) -> No
     assert result.returncode == 0, result.stderr
     assert "sekimori agent enroll --server wss://" in result.stdout
     assert f"--ca-fingerprint SHA256:{server.fingerprint}" in result.stdout
-    assert server.scalar(
-        "SELECT count(*) FROM enrollment_tokens t JOIN groups g ON g.id = t.group_id "
-        "WHERE g.name = 'hr'"
-    ) == 1
+    assert (
+        server.scalar(
+            "SELECT count(*) FROM enrollment_tokens t JOIN groups g ON g.id = t.group_id "
+            "WHERE g.name = 'hr'"
+        )
+        == 1
+    )

@@ -104,7 +104,10 @@ class IngestWriter:
     def _commit(self, jobs: list[_Job]) -> None:
         try:
             self._write([j.batch for j in jobs])
-        except sa.exc.SQLAlchemyError as exc:
+        # Broad on purpose: the hot path talks to the DB driver directly, so its own
+        # exception types (sqlite3.Error, psycopg.Error) arrive unwrapped, and this
+        # thread must outlive any batch: a dead writer would stall every agent.
+        except Exception as exc:  # noqa: BLE001
             if len(jobs) == 1:
                 log.error("store refused a batch from device %s: %s", jobs[0].batch.device_id, exc)
                 _resolve(jobs[0], StoreUnavailable("the store could not commit this batch"))

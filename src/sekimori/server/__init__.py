@@ -1,0 +1,1 @@
+"""The server: agent channel, ingest, store, PKI, operations endpoints."""
