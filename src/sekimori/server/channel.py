@@ -184,8 +184,7 @@ class AgentChannel:
 
     async def _device_session(self, ws: ServerConnection, der: bytes) -> None:
         device_id, serial = peer_device_certificate(der)
-        with self._engine.connect() as conn:
-            device = registry.get_device(conn, device_id)
+        device = await asyncio.to_thread(self._load_device, device_id)
         if device is None or device.cert_serial != serial:
             raise _Refusal(
                 "unknown_device", "this device is not enrolled here", CLOSE_UNAUTHENTICATED
@@ -232,6 +231,10 @@ class AgentChannel:
                 self._metrics.agents_connected.set(len(self._sessions))
                 await asyncio.to_thread(self._mark_disconnected, device_id)
             log.info("device %s disconnected", device_id)
+
+    def _load_device(self, device_id: str) -> registry.Device | None:
+        with self._engine.connect() as conn:
+            return registry.get_device(conn, device_id)
 
     def _mark_connected(self, device_id: str, hello: Hello) -> None:
         with self._engine.begin() as conn:
