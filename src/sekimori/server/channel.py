@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,7 @@ from sekimori import __version__
 from sekimori.clock import now_us
 from sekimori.protocol import (
     Ack,
+    Command,
     CommandResult,
     Enroll,
     ErrorMessage,
@@ -109,6 +111,8 @@ class AgentChannel:
         self._ca_pem = pki.ca_pem()
         self._sessions: dict[str, _Session] = {}
         self._heartbeats: dict[str, tuple[int, int]] = {}
+        self._outbox_depths: dict[str, int] = {}
+        self._pending_commands: dict[str, asyncio.Future[CommandResult]] = {}
 
     @property
     def connected_devices(self) -> list[str]:
@@ -228,6 +232,8 @@ class AgentChannel:
                 await acker
             if self._sessions.get(device_id) is session:
                 del self._sessions[device_id]
+                self._outbox_depths.pop(device_id, None)
+                self._metrics.agent_outbox_events.set(sum(self._outbox_depths.values()))
                 self._metrics.agents_connected.set(len(self._sessions))
                 await asyncio.to_thread(self._mark_disconnected, device_id)
             log.info("device %s disconnected", device_id)
@@ -256,14 +262,18 @@ class AgentChannel:
             await self._batch(session, message)
         elif isinstance(message, Heartbeat):
             self._heartbeats[session.device_id] = (message.outbox_events, message.dropped_total)
+            self._outbox_depths[session.device_id] = message.outbox_events
+            self._metrics.agent_outbox_events.set(sum(self._outbox_depths.values()))
         elif isinstance(message, CommandResult):
-            log.info(
-                "device %s: command %s ok=%s %s",
-                session.device_id,
-                message.command_id,
-                message.ok,
-                message.detail,
-            )
+            waiter = self._pending_commands.pop(message.command_id, None)
+            if waiter is None or waiter.done():
+                log.warning(
+                    "device %s: result for unknown command %r",
+                    session.device_id,
+                    message.command_id[:64],
+                )
+            else:
+                waiter.set_result(message)
         else:
             raise _Refusal(
                 "invalid_message",
@@ -367,6 +377,27 @@ class AgentChannel:
                     )
                 )
             )
+
+    # ---- commands down ---------------------------------------------------------------
+
+    async def request_status(self, device_id: str, timeout: float = 10.0) -> CommandResult:
+        """Ask a connected agent for its status (read-only: outbox depth, version).
+
+        Raises LookupError if the device is not connected here, TimeoutError if it
+        does not answer. Commands that change a PC are not sent this way: they need an
+        operator signature the agent verifies (see THREAT_MODEL.md).
+        """
+        session = self._sessions.get(device_id)
+        if session is None:
+            raise LookupError(f"device {device_id} is not connected to this server")
+        command_id = uuid.uuid4().hex
+        waiter: asyncio.Future[CommandResult] = asyncio.get_running_loop().create_future()
+        self._pending_commands[command_id] = waiter
+        try:
+            await session.ws.send(encode_message(Command(command_id=command_id, name="status")))
+            return await asyncio.wait_for(waiter, timeout)
+        finally:
+            self._pending_commands.pop(command_id, None)
 
     # ---- background duties -------------------------------------------------------------
 

@@ -37,6 +37,11 @@ class Metrics:
             "Events received and waiting for the ingest writer",
             registry=self.registry,
         )
+        self.agent_outbox_events = Gauge(
+            "sekimori_agent_outbox_events",
+            "Events waiting in connected agents' outboxes (from their heartbeats)",
+            registry=self.registry,
+        )
         self.protocol_errors = Counter(
             "sekimori_protocol_errors",
             "Frames refused, by error code",
