@@ -48,7 +48,13 @@ from sekimori.protocol import (
     encode_batch_body,
     encode_message,
 )
-from sekimori.protocol.events import AgentLog, AgentStarted, AgentStopped, OutboxDropped
+from sekimori.protocol.events import (
+    AgentLog,
+    AgentStarted,
+    AgentStopped,
+    CollectorHealth,
+    OutboxDropped,
+)
 
 LIMIT = 1 << 20
 
@@ -625,6 +631,7 @@ VALID_PAYLOADS: dict[str, Payload] = {
     "agent.stopped": AgentStopped(reason="signal"),
     "agent.log": AgentLog(level="warning", source="collector.proc", message="slow"),
     "agent.outbox_dropped": OutboxDropped(count=3, first_seq=1, last_seq=3, bytes=300),
+    "agent.collector_health": CollectorHealth(collector="processes", status="failed", reason="x"),
 }
 
 
