@@ -79,6 +79,9 @@ class AgentSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     backoff_initial_seconds: float = 0.5
     backoff_max_seconds: float = 300.0
     connect_timeout_seconds: float = 10.0
+    # Per-collector settings, by collector name ({"processes": {"interval_seconds": 2}}).
+    # Each collector validates its own section at start (later: pushed by policy).
+    collectors: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
 
 
 class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

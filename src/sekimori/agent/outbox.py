@@ -42,6 +42,10 @@ CREATE TABLE IF NOT EXISTS outbox_meta (
     key TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS cursors (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
 """
 
 _encoder = msgspec.msgpack.Encoder()
@@ -109,8 +113,15 @@ class Outbox:
         """Store one event durably and return its sequence number."""
         return self.append_many([PendingEvent(kind, payload, os_user, time_us)])[-1]
 
-    def append_many(self, events: Iterable[PendingEvent]) -> list[int]:
-        """Store events in one transaction; returns their sequence numbers."""
+    def append_many(
+        self, events: Iterable[PendingEvent], *, cursor: tuple[str, bytes] | None = None
+    ) -> list[int]:
+        """Store events in one transaction; returns their sequence numbers.
+
+        ``cursor`` (name, value) is saved in the same transaction: a collector that
+        records "what I have reported so far" with its events can neither lose nor
+        repeat events across a crash.
+        """
         stamp = now_us()
         rows: list[tuple[int, str, str | None, bytes]] = [
             (
@@ -122,10 +133,14 @@ class Outbox:
             for e in events
         ]
         if not rows:
+            if cursor is not None:
+                self.save_cursor(*cursor)
             return []
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                if cursor is not None:
+                    self._save_cursor_locked(*cursor)
                 self._db.executemany(
                     "INSERT INTO outbox (time_us, kind, os_user, payload) VALUES (?,?,?,?)", rows
                 )
@@ -223,6 +238,23 @@ class Outbox:
             self._events -= row[0]
             self._bytes -= row[1] + row[0] * _ROW_OVERHEAD
             return int(row[0])
+
+    def cursor(self, name: str) -> bytes | None:
+        """The value last saved under ``name`` (see append_many), or None."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM cursors WHERE name = ?", (name,)).fetchone()
+            return bytes(row[0]) if row else None
+
+    def save_cursor(self, name: str, value: bytes) -> None:
+        with self._lock:
+            self._save_cursor_locked(name, value)
+
+    def _save_cursor_locked(self, name: str, value: bytes) -> None:
+        self._db.execute(
+            "INSERT INTO cursors(name, value) VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+            (name, value),
+        )
 
     def stats(self) -> OutboxStats:
         with self._lock:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from sekimori import __version__
 from sekimori.agent.channel import ChannelClient, ChannelEnd
+from sekimori.agent.collectors.registry import COLLECTORS
+from sekimori.agent.collectors.supervisor import Supervisor
 from sekimori.agent.host import host_info
 from sekimori.agent.identity import Identity
 from sekimori.agent.outbox import Outbox
@@ -32,8 +34,14 @@ async def _main(settings: AgentSettings, identity: Identity, outbox: Outbox) -> 
     outbox.append(
         "agent.started", AgentStarted(version=__version__, pid=os.getpid(), hostname=host.hostname)
     )
+    supervisor = Supervisor(outbox, COLLECTORS, settings.collectors)
     client = ChannelClient(identity, outbox, settings, host)
-    end = await client.run(stop)
+    supervisor.start()
+    log.info("collectors running: %s", ", ".join(supervisor.enabled) or "none")
+    try:
+        end = await client.run(stop)
+    finally:
+        await asyncio.to_thread(supervisor.stop)
     if end is ChannelEnd.REFUSED:
         return EXIT_REFUSED
     outbox.append("agent.stopped", AgentStopped(reason="signal"))

@@ -10,7 +10,18 @@ from __future__ import annotations
 
 from typing import Final
 
-from sekimori.protocol.events import agent
+from sekimori.protocol.events import (
+    agent,
+    device,
+    file,
+    inventory,
+    network,
+    printing,
+    process,
+    session,
+    web,
+    window,
+)
 from sekimori.protocol.events._base import Event, Payload
 from sekimori.protocol.events.agent import (
     AgentLog,
@@ -31,7 +42,7 @@ __all__ = [
     "Payload",
 ]
 
-_DOMAINS = (agent,)
+_DOMAINS = (agent, inventory, process, session, window, web, file, device, printing, network)
 
 
 def _build() -> dict[str, type[Payload]]:

@@ -1,0 +1,1 @@
+"""Collectors: one module per aspect of the PC, registered in ``registry.COLLECTORS``."""

@@ -1,0 +1,11 @@
+"""The fixed table of collectors the agent knows. Each lives in its own module."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from sekimori.agent.collectors.base import Collector
+
+__all__ = ["COLLECTORS"]
+
+COLLECTORS: Final[dict[str, type[Collector]]] = {}
