@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 .PHONY: run test lint types pytest bench clean
 
 $(STAMP): pyproject.toml
-	@bash scripts/system-deps.sh
+	@bash scripts/system-deps.sh run
 	python3 -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
@@ -26,7 +26,7 @@ types: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP)
-	@bash scripts/system-deps.sh
+	@bash scripts/system-deps.sh test
 	bash scripts/with-postgres.sh $(BIN)/pytest $(PYTEST_ARGS)
 
 ## Benchmarks: ingest rate and idle agent footprint.

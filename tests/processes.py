@@ -29,10 +29,18 @@ from sekimori.server.store.tokens import create_token
 __all__ = ["AgentProcess", "ServerProcess", "free_port", "wait_for"]
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port nobody listens on now, never the same one twice in this run."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def wait_for(
@@ -78,14 +86,23 @@ class ServerProcess:
     def url(self) -> str:
         return f"wss://localhost:{self.agent_port}"
 
-    def start(self) -> ServerProcess:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sekimori", "server"], env=self.env, stdout=log, stderr=log
-        )
-        log.close()
-        wait_for(self.healthy, 30, f"server health (log: {self.log_path})", 0.1)
-        return self
+    def start(self, pinned_ports: bool = False) -> ServerProcess:
+        for _attempt in range(3):
+            log = self.log_path.open("ab")
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "sekimori", "server"], env=self.env, stdout=log, stderr=log
+            )
+            log.close()
+            try:
+                wait_for(self.healthy, 30, f"server health (log: {self.log_path})", 0.1)
+                return self
+            except AssertionError:
+                # Another program on this machine may take a free port between our
+                # probe and the server's bind: choose new ports and try again.
+                if pinned_ports or "address already in use" not in self.log():
+                    raise
+                self.agent_port, self.console_port = free_port(), free_port()
+        raise AssertionError(f"server did not start: {self.log()}")
 
     def healthy(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:

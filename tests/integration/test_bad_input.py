@@ -179,9 +179,14 @@ def test_bad_batches_are_refused_without_moving_the_high_water_mark(
     peer = Peer(strict_server, identity)
 
     async def scenario() -> None:
-        # From the future: would make every later real event look like a duplicate.
+        # From the future: would make every later real event look like a duplicate,
+        # whether the far seq starts the batch or hides at its end.
         error, _ = await peer.refused(_batch([_log_event(10**12)]))
         assert error.code == "sequence_from_future"
+        error, _ = await peer.refused(_batch([_log_event(1), _log_event(10**12)]))
+        assert error.code == "sequence_from_future"
+        error, _ = await peer.refused(_batch([_log_event(1), _log_event(2**63)]))
+        assert "out of range" in error.message
         # A zlib bomb: 8 MiB of zeros in a few KiB, over the 1 MiB inflate limit.
         bomb = zlib.compress(b"\x00" * (8 * 1024 * 1024), 9)
         error, _ = await peer.refused(
@@ -227,11 +232,14 @@ def test_invalid_events_are_quarantined_and_replays_are_not_stored_twice(
     identity = strict_server.enroll(tmp_path / "pc")
     peer = Peer(strict_server, identity)
     wrong_type = msgspec.msgpack.encode({"level": "info", "source": "x", "message": 42})
+    good = _log_event(5, "fifth")
     events = [
         _log_event(1, "first"),
         Event(2, 1, "agent.teleported", None, msgspec.Raw(msgspec.msgpack.encode({}))),
         Event(3, 1, "agent.log", None, msgspec.Raw(wrong_type)),
         _log_event(4, "fourth"),
+        # A time the store cannot hold: quarantined, not a stuck stream.
+        Event(5, 2**63, "agent.log", None, good.payload),
     ]
 
     async def scenario() -> tuple[Any, Any]:
@@ -245,18 +253,31 @@ def test_invalid_events_are_quarantined_and_replays_are_not_stored_twice(
 
     first, second = asyncio.run(scenario())
     assert isinstance(first, Ack)
-    assert (first.through_seq, first.stored, first.duplicates) == (4, 2, 0)
-    assert [
-        (r.seq, "unknown event kind" in r.reason or "$.message" in r.reason) for r in first.rejected
-    ] == [(2, True), (3, True)]
+    assert (first.through_seq, first.stored, first.duplicates) == (5, 2, 0)
+    assert [(r.seq, r.reason.split(" ")[0]) for r in first.rejected] == [
+        (2, "unknown"),
+        (3, "invalid"),
+        (5, "time_us"),
+    ]
+    assert "$.message" in first.rejected[1].reason
     assert isinstance(second, Ack)
-    assert (second.through_seq, second.stored) == (4, 0)
+    assert (second.through_seq, second.stored) == (5, 0)
     assert strict_server.scalar("SELECT count(*) FROM events WHERE kind = 'agent.log'") == 2
-    assert strict_server.scalar("SELECT count(*) FROM quarantine") == 2
+    assert strict_server.scalar("SELECT count(*) FROM quarantine") == 3
     assert (
         strict_server.scalar("SELECT acked_seq FROM devices WHERE id = :id", id=identity.device_id)
-        == 4
+        == 5
     )
+
+
+def test_hello_with_control_characters_is_refused(
+    strict_server: ServerProcess, tmp_path: Path
+) -> None:
+    identity = strict_server.enroll(tmp_path / "pc")
+    bad = Hello(agent_version="0.1.0", hostname="pc\x1b[31m", os="linux", os_version="x")
+    error, code = asyncio.run(Peer(strict_server, identity).refused(encode_message(bad), False))
+    assert (error.code, code) == ("invalid_message", 4400)
+    assert "hostname" in error.message
 
 
 def test_certificate_from_another_deployment_is_refused(

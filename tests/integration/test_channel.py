@@ -106,7 +106,7 @@ def test_agent_refuses_a_server_of_another_deployment(
     # Another deployment (its own CA) takes over the same address.
     impostor = ServerProcess(tmp_path / "impostor", f"sqlite:///{tmp_path / 'impostor.db'}")
     impostor.agent_port = server.agent_port
-    impostor.start()
+    impostor.start(pinned_ports=True)
     agent = AgentProcess(tmp_path / "pc").start()
     try:
         wait_for(lambda: "server certificate rejected" in agent.log(), 20, "pin refusal logged")

@@ -68,7 +68,7 @@ def test_server_killed_mid_stream_loses_and_doubles_nothing(
         at_kill = _stored(server)
         assert at_kill < N, "the kill must land in the middle of the stream"
         time.sleep(1.0)
-        server.start()
+        server.start(pinned_ports=True)
         wait_for(lambda: _stored(server) >= N, 180, "the whole stream stored", 0.2)
         wait_for(lambda: _outbox_depth(tmp_path / "pc") == 0, 30, "outbox drained")
         _assert_exactly_once(server, identity.device_id, N)
@@ -112,7 +112,7 @@ def test_agent_keeps_queueing_while_the_server_is_down(
         wait_for(lambda: agent.log().count("reconnecting in") >= 3, 30, "agent retrying")
         assert agent.running()
         assert _outbox_depth(tmp_path / "pc") >= 5_000
-        server.start()
+        server.start(pinned_ports=True)
         wait_for(lambda: _outbox_depth(tmp_path / "pc") == 0, 60, "outbox drained", 0.2)
         _assert_exactly_once(server, identity.device_id, 5_000)
     finally:

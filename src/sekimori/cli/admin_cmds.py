@@ -8,6 +8,7 @@ import socket
 import msgspec
 
 from sekimori.cli.common import CommandError, parse_duration, settings_from_args
+from sekimori.cli.server_cmds import announce
 from sekimori.clock import format_us, now_us
 from sekimori.server.bootstrap import initialize, open_store
 from sekimori.server.store.devices import (
@@ -30,6 +31,8 @@ def token_create(args: argparse.Namespace) -> int:
             f"tokens may live at most {settings.server.enrollment_token_max_hours:g} hours"
         )
     result = initialize(settings)
+    if result.admin_password:
+        announce(result)  # a fresh data directory: show the first password once
     try:
         issued = create_token(result.engine, group=args.group, ttl_seconds=ttl, created_by="cli")
     except ValueError as exc:

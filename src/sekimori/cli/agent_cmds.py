@@ -12,12 +12,13 @@ __all__ = ["enroll", "run"]
 
 
 def run(args: argparse.Namespace) -> int:
+    from sekimori.agent.collectors.supervisor import CollectorConfigError
     from sekimori.agent.runtime import run_agent
 
     settings = settings_from_args(args, component="agent")
     try:
         return run_agent(settings.agent)
-    except NotEnrolled as exc:
+    except (NotEnrolled, CollectorConfigError) as exc:
         raise CommandError(str(exc)) from None
 
 

@@ -28,6 +28,8 @@ __all__ = [
 ]
 
 SUPPORTED_VERSIONS: Final = frozenset({PROTOCOL_VERSION})
+# Sequence numbers are stored as signed 64-bit integers.
+_MAX_SEQ: Final = 2**63 - 1
 
 M = TypeVar("M")
 
@@ -142,6 +144,8 @@ def decode_batch_events(
         )
     previous = 0
     for event in events:
+        if event.seq > _MAX_SEQ:
+            raise InvalidMessage(f"sequence number {event.seq} is out of range")
         if event.seq <= previous:
             raise InvalidMessage(f"sequence numbers not increasing at seq {event.seq}")
         previous = event.seq

@@ -47,7 +47,7 @@ from sekimori.protocol import (
     decode_payload,
     encode_message,
 )
-from sekimori.server.enrollment import enroll_device
+from sekimori.server.enrollment import check_host_fields, enroll_device
 from sekimori.server.ingest import IngestWriter, StoreUnavailable
 from sekimori.server.metrics import Metrics
 from sekimori.server.pki import PKI, EnrollmentRefused, peer_device_certificate
@@ -70,6 +70,12 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_REVOKED = 4403
 CLOSE_REPLACED = 4409
 CLOSE_STORE = 4503
+MAX_INT64 = 2**63 - 1
+# Agents keep a few batches in flight (agent.inflight_batches, default 4); a peer that
+# ignores acks would otherwise grow the server's queues without bound.
+MAX_UNACKED_BATCHES = 32
+# Revocation polls between full sweeps of the connected devices.
+_SWEEP_EVERY = 25
 
 _json = msgspec.json.Encoder()
 
@@ -200,6 +206,10 @@ class AgentChannel:
         hello = await self._first_message(ws)
         if not isinstance(hello, Hello):
             raise _Refusal("invalid_message", "the first message must be 'hello'", CLOSE_PROTOCOL)
+        try:
+            check_host_fields(hello.hostname, hello.os, hello.os_version, hello.agent_version)
+        except EnrollmentRefused as exc:
+            raise _Refusal("invalid_message", str(exc), CLOSE_PROTOCOL) from None
         previous = self._sessions.get(device_id)
         if previous is not None:
             # The same device connected again (network change, restart): the newer
@@ -292,12 +302,19 @@ class AgentChannel:
             )
         except ProtocolError as exc:
             raise _Refusal(exc.code, exc.message, CLOSE_PROTOCOL) from None
-        gap = batch.first_seq - session.received_through
-        if gap > self._settings.max_sequence_gap:
+        # The whole batch, not just its start, must lie within reach: one far-future
+        # seq would raise the dedup high-water mark and make later events "duplicates".
+        if batch.last_seq - session.received_through > self._settings.max_sequence_gap:
             raise _Refusal(
                 "sequence_from_future",
-                f"batch starts at seq {batch.first_seq} but this device has stored only through "
+                f"batch reaches seq {batch.last_seq} but this device has stored only through "
                 f"{session.received_through}",
+                CLOSE_PROTOCOL,
+            )
+        if session.acks.qsize() >= MAX_UNACKED_BATCHES:
+            raise _Refusal(
+                "too_many_unacked",
+                f"more than {MAX_UNACKED_BATCHES} batches sent without waiting for acks",
                 CLOSE_PROTOCOL,
             )
         received = now_us()
@@ -310,6 +327,8 @@ class AgentChannel:
             if event.seq <= floor:
                 continue  # already stored (a resend after a lost ack)
             try:
+                if not 0 <= event.time_us <= MAX_INT64:
+                    raise InvalidMessage(f"time_us {event.time_us} is out of range")
                 if event.os_user is not None and (
                     len(event.os_user) > 256 or "\x00" in event.os_user
                 ):
@@ -402,32 +421,46 @@ class AgentChannel:
     # ---- background duties -------------------------------------------------------------
 
     async def watch_revocations(self) -> None:
-        """Disconnect revoked devices within one poll interval."""
+        """Disconnect revoked devices within one poll interval.
+
+        Each poll asks for revocations stamped in the last few seconds (cheap with the
+        index on revoked_us); every ``_SWEEP_EVERY`` polls, every connected device is
+        checked outright, so a revocation stamped by a host with a lagging clock is
+        still enforced within seconds.
+        """
         since = now_us()
+        polls = 0
         while True:
             await asyncio.sleep(self._settings.revocation_poll_seconds)
+            polls += 1
             if not self._sessions:
                 since = now_us() - 2_000_000
                 continue
+            sweep = polls % _SWEEP_EVERY == 0
             # Overlap the window by 2 s: a revocation committed by another process
             # with a slightly older timestamp is still seen.
             check_from = since - 2_000_000
             since = now_us()
             try:
-                revoked = await asyncio.to_thread(self._revoked_since, check_from)
+                revoked = await asyncio.to_thread(
+                    self._revoked, None if not sweep else list(self._sessions), check_from
+                )
             except sa.exc.SQLAlchemyError as exc:
                 log.warning("revocation poll failed: %s", exc)
                 continue
-            for device_id, _when in revoked:
+            for device_id in revoked:
                 session = self._sessions.get(device_id)
                 if session is not None:
                     log.warning("device %s revoked: disconnecting", device_id)
                     await self._send_error(session.ws, "revoked", "this device was revoked", False)
                     await session.ws.close(CLOSE_REVOKED, "revoked")
 
-    def _revoked_since(self, since: int) -> list[tuple[str, int]]:
+    def _revoked(self, connected: list[str] | None, since: int) -> set[str]:
         with self._engine.connect() as conn:
-            return registry.revoked_since(conn, since)
+            found = {device_id for device_id, _ in registry.revoked_since(conn, since)}
+            if connected is not None:
+                found |= registry.revoked_among(conn, connected)
+        return found
 
     async def flush_presence(self) -> None:
         """Refresh last_seen for connected devices and store heartbeat figures."""

@@ -13,7 +13,7 @@ from sekimori.server.pki import PKI, EnrollmentRefused
 from sekimori.server.store.schema import devices
 from sekimori.server.store.tokens import TokenRefused, consume_token
 
-__all__ = ["enroll_device"]
+__all__ = ["check_host_fields", "enroll_device"]
 
 log = logging.getLogger(__name__)
 
@@ -24,24 +24,31 @@ def _check_text(name: str, value: str, limit: int) -> str:
     return value
 
 
+def check_host_fields(hostname: str, os: str, os_version: str, agent_version: str) -> None:
+    """What an agent says about its host is stored and logged: printable text only."""
+    _check_text("hostname", hostname, 255)
+    _check_text("os", os, 64)
+    _check_text("os_version", os_version, 255)
+    _check_text("agent_version", agent_version, 64)
+
+
 def enroll_device(engine: sa.Engine, pki: PKI, request: Enroll) -> Enrolled:
     """Consume the token, register the device and issue its certificate.
 
     Raises EnrollmentRefused or TokenRefused with a message safe for the agent.
     Runs in a worker thread (signing and the transaction block).
     """
-    _check_text("hostname", request.hostname, 255)
-    _check_text("os", request.os, 64)
-    _check_text("os_version", request.os_version, 255)
-    _check_text("agent_version", request.agent_version, 64)
+    check_host_fields(request.hostname, request.os, request.os_version, request.agent_version)
     if len(request.token) > 256:
         raise TokenRefused("unknown enrollment token")
     device_id = str(uuid.uuid4())
-    certificate, serial = pki.sign_device_csr(request.csr_pem, device_id)
     with engine.begin() as conn:
         group_id = consume_token(
             conn, request.token, device_id=device_id, expected_group=request.group
         )
+        # Signed only once the token is accepted: an unauthenticated peer cannot make
+        # the server spend signatures. A refused CSR rolls the token back.
+        certificate, serial = pki.sign_device_csr(request.csr_pem, device_id)
         conn.execute(
             sa.insert(devices).values(
                 id=device_id,

@@ -154,8 +154,26 @@ class PKI:
             key, cert = _self_signed_ca("Sekimori device CA")
             _write_private(self.directory / "device-ca.key", _key_pem(key))
             self.device_ca_cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        if not self.server_cert_path.exists():
+        if not self.server_cert_path.exists() or not self._server_cert_covers(names):
+            # First start, or names were added to server.tls_names since: re-issue so
+            # agents dialling the new name pass their hostname check.
             self.issue_server_certificate(names)
+
+    def _server_cert_covers(self, names: list[str]) -> bool:
+        cert = x509.load_pem_x509_certificate(self.server_cert_path.read_bytes())
+        try:
+            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        except x509.ExtensionNotFound:
+            return False
+        present = {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
+        present |= set(san.get_values_for_type(x509.DNSName))
+        wanted = set()
+        for name in names:
+            try:
+                wanted.add(str(ipaddress.ip_address(name)))
+            except ValueError:
+                wanted.add(name)
+        return wanted <= present
 
     def _load_ca(self, stem: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
         key = serialization.load_pem_private_key(

@@ -17,9 +17,9 @@ __all__ = [
     "list_devices",
     "mark_connected",
     "mark_disconnected",
-    "record_heartbeat",
     "resolve_device_id",
     "revoke_device",
+    "revoked_among",
     "revoked_since",
     "touch_devices",
 ]
@@ -136,6 +136,22 @@ def revoked_since(conn: sa.Connection, since_us: int) -> list[tuple[str, int]]:
     return [(str(r[0]), int(r[1])) for r in rows]
 
 
+def revoked_among(conn: sa.Connection, device_ids: list[str]) -> set[str]:
+    """Which of ``device_ids`` are revoked (checked in chunks: IN lists stay short)."""
+    found: set[str] = set()
+    for start in range(0, len(device_ids), 500):
+        chunk = device_ids[start : start + 500]
+        found.update(
+            str(r)
+            for r in conn.execute(
+                sa.select(devices.c.id).where(
+                    devices.c.id.in_(chunk), devices.c.revoked_us.is_not(None)
+                )
+            ).scalars()
+        )
+    return found
+
+
 def mark_connected(
     conn: sa.Connection,
     device_id: str,
@@ -178,13 +194,3 @@ def touch_devices(conn: sa.Connection, device_ids: Iterable[str]) -> None:
             .where(devices.c.id.in_(ids), devices.c.revoked_us.is_(None))
             .values(last_seen_us=now_us(), connected=True)
         )
-
-
-def record_heartbeat(
-    conn: sa.Connection, device_id: str, *, outbox_events: int, dropped_total: int
-) -> None:
-    conn.execute(
-        sa.update(devices)
-        .where(devices.c.id == device_id)
-        .values(last_seen_us=now_us(), outbox_events=outbox_events, dropped_total=dropped_total)
-    )
