@@ -20,6 +20,7 @@ SUBCOMMANDS = [
     ("token", "create"),
     ("device", "list"),
     ("device", "revoke"),
+    ("events",),
     ("agent", "run"),
     ("agent", "enroll"),
     ("demo",),
@@ -81,7 +82,7 @@ def test_the_help_list_is_complete() -> None:
 def test_top_level_help_lists_the_commands() -> None:
     result = sekimori("--help")
     assert result.returncode == 0
-    for name in ("server", "init", "token", "device", "agent", "demo", "bench"):
+    for name in ("server", "init", "token", "device", "events", "agent", "demo", "bench"):
         assert name in result.stdout
 
 

@@ -57,6 +57,13 @@ def test_agent_comes_online_and_listens_on_no_port(server: ServerProcess, tmp_pa
             "agent.started stored",
         )
         assert "sekimori_agents_connected 1.0" in server.metrics()
+        shown = server.cli("events", "--device", identity.device_id[:8], "--since", "5m", "--json")
+        assert shown.returncode == 0, shown.stderr
+        records = [json.loads(line) for line in shown.stdout.splitlines()]
+        started = [r for r in records if r["kind"] == "agent.started"]
+        assert started and started[0]["payload"]["pid"] == agent.pid
+        table = server.cli("events", "--device", identity.device_id, "--kind", "agent.started")
+        assert "agent.started" in table.stdout
     finally:
         assert agent.stop() == 0
     wait_for(lambda: not _connected(server, identity.device_id), 10, "device offline")

@@ -18,6 +18,7 @@ from sekimori.server.store.devices import (
     resolve_device_id,
     revoke_device,
 )
+from sekimori.server.store.event_queries import recent_events
 from sekimori.server.store.tokens import create_token
 
 __all__ = ["device_list", "device_revoke", "token_create"]
@@ -102,6 +103,40 @@ def device_list(args: argparse.Namespace) -> int:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     if not devices:
         print("(no devices enrolled: create a token with 'sekimori token create')")
+    return 0
+
+
+def events(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args, component="cli")
+    since = now_us() - int(parse_duration(args.since) * 1_000_000)
+    if not 1 <= args.limit <= 100_000:
+        raise CommandError("--limit must be between 1 and 100000")
+    engine = open_store(settings)
+    try:
+        device_id = resolve_device_id(engine, args.device)
+        found = recent_events(
+            engine, device_id=device_id, since_us=since, kinds=args.kind, limit=args.limit
+        )
+    except DeviceNotFound as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        engine.dispose()
+    for e in found:
+        if args.json:
+            record = {
+                "time": format_us(e.time_us),
+                "time_us": e.time_us,
+                "seq": e.seq,
+                "kind": e.kind,
+                "os_user": e.os_user,
+                "payload": msgspec.json.decode(e.payload),
+            }
+            print(msgspec.json.encode(record).decode("utf-8"))
+        else:
+            summary = e.payload if len(e.payload) <= 160 else e.payload[:157] + "..."
+            print(f"{format_us(e.time_us)}  {e.kind:<24} {e.os_user or '-':<12} {summary}")
+    if not found and not args.json:
+        print(f"(no events from {device_id} in the last {args.since})")
     return 0
 
 

@@ -45,6 +45,12 @@ def _device_revoke(args: argparse.Namespace) -> int:
     return admin_cmds.device_revoke(args)
 
 
+def _events(args: argparse.Namespace) -> int:
+    from sekimori.cli import admin_cmds
+
+    return admin_cmds.events(args)
+
+
 def _agent_run(args: argparse.Namespace) -> int:
     from sekimori.cli import agent_cmds
 
@@ -133,6 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
         "Revoke a device: it is disconnected within a second and refused from then on.",
     )
     revoke.add_argument("device_id", metavar="ID", help="device id or a unique prefix of it")
+
+    events = add(
+        sub, "events", _events, "Show what a device recorded: its newest events, oldest first."
+    )
+    events.add_argument("--device", required=True, help="device id or a unique prefix of it")
+    events.add_argument("--since", default="1h", help="how far back, e.g. 5m, 2h, 7d (default 1h)")
+    events.add_argument("--kind", action="append", default=[], help="only this kind (repeatable)")
+    events.add_argument("--limit", type=int, default=200, help="at most this many (default 200)")
+    events.add_argument("--json", action="store_true", help="one JSON object per line")
 
     agent = sub.add_parser(
         "agent",
