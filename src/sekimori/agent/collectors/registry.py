@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Final
 
 from sekimori.agent.collectors.base import Collector
+from sekimori.agent.collectors.inventory import InventoryCollector
 
 __all__ = ["COLLECTORS"]
 
-COLLECTORS: Final[dict[str, type[Collector]]] = {}
+COLLECTORS: Final[dict[str, type[Collector]]] = {
+    InventoryCollector.name: InventoryCollector,
+}
