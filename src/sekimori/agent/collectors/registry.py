@@ -6,9 +6,11 @@ from typing import Final
 
 from sekimori.agent.collectors.base import Collector
 from sekimori.agent.collectors.inventory import InventoryCollector
+from sekimori.agent.collectors.web import WebCollector
 
 __all__ = ["COLLECTORS"]
 
 COLLECTORS: Final[dict[str, type[Collector]]] = {
     InventoryCollector.name: InventoryCollector,
+    WebCollector.name: WebCollector,
 }
