@@ -4,9 +4,9 @@ Nothing is faked: the display is a real X server with a real window manager, so 
 EWMH properties collectors read (``_NET_ACTIVE_WINDOW``, ``_NET_WM_PID`` ...) are set
 by openbox and the applications themselves.
 
-Use it in a test module either through the fixture::
+Use it in a test module either through the ``desktop`` fixture::
 
-    from tests.desktop import desktop  # noqa: F401  (pytest finds the fixture by name)
+    from tests.desktop import Desktop, desktop_fixture  # noqa: F401  (pytest needs it)
 
     def test_something(desktop: Desktop) -> None:
         term = desktop.xterm("first")
@@ -30,6 +30,7 @@ The API, kept small on purpose:
 * ``focus(window)`` activates a window through the window manager (xdotool
   ``windowactivate --sync``) and checks it became ``_NET_ACTIVE_WINDOW``.
 * ``active_window()``, ``set_title(window, title)``, ``xdotool(*args)``.
+* ``server``: the Xvfb process (terminate it to simulate the session ending).
 
 Displays are chosen by Xvfb itself (``-displayfd``), so parallel tests and other
 engineers' Xvfb instances never collide.
@@ -51,7 +52,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["Desktop", "XTerm", "desktop", "desktop_available", "running_desktop"]
+__all__ = ["Desktop", "XTerm", "desktop_available", "desktop_fixture", "running_desktop"]
 
 _TOOLS = ("Xvfb", "openbox", "xterm", "xdotool", "xauth", "xprop")
 _START_TIMEOUT = 15.0
@@ -81,8 +82,17 @@ class XTerm:
 class Desktop:
     """A running Xvfb + openbox. Build it with ``running_desktop`` or the fixture."""
 
-    def __init__(self, display: str, xauthority: Path, workdir: Path, stack: ExitStack) -> None:
+    def __init__(
+        self,
+        display: str,
+        xauthority: Path,
+        workdir: Path,
+        stack: ExitStack,
+        server: subprocess.Popen[bytes],
+    ) -> None:
         self.display = display
+        self.server = server
+        """The Xvfb process (terminate it to simulate the session ending)."""
         self.xauthority = xauthority
         self._workdir = workdir
         self._stack = stack
@@ -196,8 +206,8 @@ def _terminate(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(5)
 
 
-def _start_xvfb(xauthority: Path, stack: ExitStack) -> str:
-    """Start Xvfb on a display number it picks itself; returns ``":N"``."""
+def _start_xvfb(xauthority: Path, stack: ExitStack) -> tuple[str, subprocess.Popen[bytes]]:
+    """Start Xvfb on a display number it picks itself; returns ``":N"`` and Xvfb."""
     cookie = secrets.token_hex(16)
     # The server accepts every cookie in its -auth file whatever display number the
     # entry names; clients look theirs up by display, so the entry is rewritten below.
@@ -250,7 +260,7 @@ def _start_xvfb(xauthority: Path, stack: ExitStack) -> str:
         timeout=10,
         capture_output=True,
     )
-    return display
+    return display, proc
 
 
 @contextmanager
@@ -259,8 +269,8 @@ def running_desktop(workdir: Path) -> Iterator[Desktop]:
     workdir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         xauthority = workdir / "Xauthority"
-        display = _start_xvfb(xauthority, stack)
-        desk = Desktop(display, xauthority, workdir, stack)
+        display, server = _start_xvfb(xauthority, stack)
+        desk = Desktop(display, xauthority, workdir, stack, server)
         desk.spawn(["openbox", "--sm-disable"])
         deadline = time.monotonic() + _START_TIMEOUT
         # openbox is ready once it advertises itself on the root window (EWMH).
@@ -281,8 +291,8 @@ def running_desktop(workdir: Path) -> Iterator[Desktop]:
         yield desk
 
 
-@pytest.fixture
-def desktop() -> Iterator[Desktop]:
+@pytest.fixture(name="desktop")
+def desktop_fixture() -> Iterator[Desktop]:
     """A fresh Xvfb + openbox for one test. Skips when the X tools are missing."""
     if not desktop_available():
         if os.environ.get("CI"):
