@@ -8,6 +8,9 @@ Use it in a test module either through the ``desktop`` fixture::
 
     from tests.desktop import Desktop, desktop_fixture  # noqa: F401  (pytest needs it)
 
+(importing it as ``desktop`` works too, but ruff then flags every test parameter of
+that name as a redefinition, F811).
+
     def test_something(desktop: Desktop) -> None:
         term = desktop.xterm("first")
         desktop.focus(term.window)
@@ -52,7 +55,14 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["Desktop", "XTerm", "desktop_available", "desktop_fixture", "running_desktop"]
+__all__ = [
+    "Desktop",
+    "XTerm",
+    "desktop",
+    "desktop_available",
+    "desktop_fixture",
+    "running_desktop",
+]
 
 _TOOLS = ("Xvfb", "openbox", "xterm", "xdotool", "xauth", "xprop")
 _START_TIMEOUT = 15.0
@@ -301,3 +311,7 @@ def desktop_fixture() -> Iterator[Desktop]:
     # A short private directory: fifos and cookies, removed with the desktop.
     with tempfile.TemporaryDirectory(prefix="desk-") as tmp, running_desktop(Path(tmp)) as desk:
         yield desk
+
+
+# The first published name of the fixture; kept so existing imports keep working.
+desktop = desktop_fixture
