@@ -25,7 +25,7 @@ The API, kept small on purpose:
   (``os.environ`` plus ``DISPLAY``/``XAUTHORITY``, minus Wayland variables) — pass
   ``env=desktop.env`` to any X client you run.
 * ``spawn(argv)`` starts a long-lived X client; it is terminated at teardown.
-* ``xterm(title)`` opens a real xterm and waits until its window is mapped; the
+* ``xterm(title, args=())`` opens a real xterm and waits until its window is mapped; the
   returned ``XTerm`` has ``window`` (X id), ``pid`` and ``write(text)``, which the
   shell inside prints to the terminal (so escape sequences such as
   ``"\\033]0;new title\\007"`` really go through xterm).
@@ -142,15 +142,18 @@ class Desktop:
         return done.stdout
 
     # -- windows -----------------------------------------------------------------
-    def xterm(self, title: str) -> XTerm:
-        """Open an xterm titled ``title``; returns once its window is mapped."""
+    def xterm(self, title: str, args: Sequence[str] = ()) -> XTerm:
+        """Open an xterm titled ``title``; returns once its window is mapped.
+
+        ``args``: more xterm options, e.g. ``("-name", "mail")`` for another WM_CLASS
+        instance name."""
         self._count += 1
         fifo = self._workdir / f"xterm-{self._count}.fifo"
         os.mkfifo(fifo)
         # The shell copies whatever is written to the fifo onto the terminal, so a test
         # can make xterm itself change its title with an OSC escape sequence.
         script = 'while :; do cat "$0"; done'
-        proc = self.spawn(["xterm", "-T", title, "-e", "sh", "-c", script, str(fifo)])
+        proc = self.spawn(["xterm", *args, "-T", title, "-e", "sh", "-c", script, str(fifo)])
         window = self.wait_window(re.escape(title), pid=proc.pid)
         return XTerm(window=window, pid=proc.pid, title=title, fifo=fifo, proc=proc)
 
