@@ -4,6 +4,7 @@ object) and a real agent process on the other end."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
@@ -44,7 +45,15 @@ class InProcessServer:
 
     def __enter__(self) -> InProcessServer:
         self.thread.start()
+        wait_for(self._listening, 30, "in-process server listening")
         return self
+
+    def _listening(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.agent_port), timeout=1).close()
+        except OSError:
+            return False
+        return True
 
     def __exit__(self, *_: object) -> None:
         self.loop.call_soon_threadsafe(self.stop_event.set)
