@@ -7,12 +7,16 @@ from typing import Final
 from sekimori.agent.collectors.base import Collector
 from sekimori.agent.collectors.files import FileCollector
 from sekimori.agent.collectors.inventory import InventoryCollector
+from sekimori.agent.collectors.network import NetworkCollector
+from sekimori.agent.collectors.processes import ProcessCollector
 from sekimori.agent.collectors.web import WebCollector
 
 __all__ = ["COLLECTORS"]
 
 COLLECTORS: Final[dict[str, type[Collector]]] = {
     InventoryCollector.name: InventoryCollector,
+    ProcessCollector.name: ProcessCollector,
+    NetworkCollector.name: NetworkCollector,
     WebCollector.name: WebCollector,
     FileCollector.name: FileCollector,
 }

@@ -1,0 +1,209 @@
+"""The kernel's process-events connector: exec and exit as they happen.
+
+A NETLINK_CONNECTOR socket subscribed to CN_IDX_PROC receives one message per
+exec and per exit, so a process living a few milliseconds is still examined while it
+runs, and an exit is timed exactly. It needs CAP_NET_ADMIN in the initial user and
+pid namespaces; from inside a container the kernel ignores the subscription without
+a word, so ``ProcConnector`` waits for the kernel's acknowledgement and raises
+``ConnectorUnavailable`` when none comes (the caller then polls /proc instead).
+
+Kernels since 6.6 filter events per socket (a ``proc_input`` subscription): we ask
+for exec and exit only, which spares us every fork of every thread. Older kernels
+ignore that message and keep sending all events, which we parse and drop.
+
+Message layout (include/uapi/linux/netlink.h, connector.h, cn_proc.h), native
+byte order: nlmsghdr (16 bytes), cn_msg (20 bytes), proc_event: what, cpu,
+timestamp_ns (CLOCK_MONOTONIC), then the event's own fields.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import struct
+import time
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Literal
+
+from sekimori.clock import now_us
+
+__all__ = ["ConnectorUnavailable", "ProcConnector", "ProcEvent"]
+
+NETLINK_CONNECTOR = 11
+CN_IDX_PROC = 1
+CN_VAL_PROC = 1
+_NLMSG_DONE = 3
+_PROC_CN_MCAST_LISTEN = 1
+_PROC_EVENT_NONE = 0x00000000
+_PROC_EVENT_EXEC = 0x00000002
+_PROC_EVENT_EXIT = 0x80000000
+_SO_RCVBUFFORCE = 33
+# Our request's ack number; the kernel answers with ack + 1.
+_ACK = 0x5EC
+
+_NLMSGHDR = struct.Struct("=IHHII")
+_CN_MSG = struct.Struct("=IIIIHH")
+_EVENT_HEAD = struct.Struct("=IIQ")
+_PID_TGID = struct.Struct("=II")
+_ERR = struct.Struct("=I")
+_HEADERS = _NLMSGHDR.size + _CN_MSG.size
+
+
+class ConnectorUnavailable(Exception):
+    """The process-events connector cannot be used here; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProcEvent:
+    kind: Literal["exec", "exit"]
+    pid: int
+    """The process (thread-group) id; thread exits are not reported."""
+    time_us: int
+    """When the kernel saw it, in microseconds since the epoch."""
+
+
+class ProcConnector:
+    """A subscribed process-events socket. Raises ConnectorUnavailable on creation."""
+
+    def __init__(self, *, ack_timeout: float = 1.0, receive_buffer: int = 1 << 20) -> None:
+        try:
+            self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR)
+        except OSError as exc:
+            raise ConnectorUnavailable(f"cannot open a connector socket: {exc}") from None
+        self._buffered: list[ProcEvent] = []
+        try:
+            self._setup(ack_timeout, receive_buffer)
+        except BaseException:
+            self._sock.close()
+            raise
+        self._poll = select.poll()
+        self._poll.register(self._sock, select.POLLIN)
+
+    def _setup(self, ack_timeout: float, receive_buffer: int) -> None:
+        # A burst of exits (a build finishing) must not overflow the socket: ask for a
+        # large buffer, beyond rmem_max when we are allowed to (root).
+        for option in (_SO_RCVBUFFORCE, socket.SO_RCVBUF):
+            try:
+                self._sock.setsockopt(socket.SOL_SOCKET, option, receive_buffer)
+                break
+            except OSError:
+                continue
+        try:
+            self._sock.bind((0, CN_IDX_PROC))
+        except OSError as exc:
+            raise ConnectorUnavailable(f"cannot join the process-events group: {exc}") from None
+        # The classic subscription (all events) is acknowledged by the kernel, which
+        # proves we are permitted. Only then narrow it to exec and exit: the kernel
+        # does not acknowledge a filtered subscription (its ack is itself filtered),
+        # and a kernel older than 6.6 ignores it and keeps sending everything.
+        self._send(_ACK, struct.pack("=I", _PROC_CN_MCAST_LISTEN))
+        if not self._await_ack(_ACK, time.monotonic() + ack_timeout):
+            raise ConnectorUnavailable(
+                "the kernel did not acknowledge the process-events subscription "
+                "(not in the initial namespaces, or no connector support)"
+            )
+        self._send(
+            0, struct.pack("=II", _PROC_CN_MCAST_LISTEN, _PROC_EVENT_EXEC | _PROC_EVENT_EXIT)
+        )
+        self._sock.setblocking(False)
+
+    def _send(self, ack: int, body: bytes) -> None:
+        cn = _CN_MSG.pack(CN_IDX_PROC, CN_VAL_PROC, 0, ack, len(body), 0) + body
+        port = self._sock.getsockname()[0]
+        header = _NLMSGHDR.pack(_NLMSGHDR.size + len(cn), _NLMSG_DONE, 0, 0, port)
+        try:
+            self._sock.send(header + cn)
+        except OSError as exc:
+            raise ConnectorUnavailable(f"cannot subscribe to process events: {exc}") from None
+
+    def _await_ack(self, ack: int, deadline: float) -> bool:
+        """Wait for the kernel's answer (what=NONE, ack+1); raise if it refuses."""
+        while (left := deadline - time.monotonic()) > 0:
+            self._sock.settimeout(left)
+            try:
+                data = self._sock.recv(65536)
+            except TimeoutError:
+                return False
+            except OSError as exc:
+                raise ConnectorUnavailable(f"cannot read process events: {exc}") from None
+            for msg_ack, what, payload, event in self._parse(data):
+                if what == _PROC_EVENT_NONE and msg_ack == ack + 1:
+                    (err,) = _ERR.unpack_from(payload)
+                    if err:
+                        raise ConnectorUnavailable(
+                            f"process-events subscription refused: {os.strerror(err)}"
+                        )
+                    return True
+                if event is not None:
+                    # Events before the ack prove the subscription works; keep them.
+                    self._buffered.append(event)
+        return False
+
+    def read(self, timeout: float) -> tuple[list[ProcEvent], bool]:
+        """Wait up to ``timeout`` seconds; return (events, overrun).
+
+        ``overrun`` means the kernel dropped messages because we were too slow: the
+        caller must reconcile by listing /proc.
+        """
+        events, self._buffered = self._buffered, []
+        overrun = False
+        if not events and not self._poll.poll(max(0, int(timeout * 1000))):
+            return events, overrun
+        while True:
+            try:
+                data = self._sock.recv(65536)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if exc.errno == 105:  # ENOBUFS: messages were dropped
+                    overrun = True
+                    continue
+                raise
+            events.extend(event for _, _, _, event in self._parse(data) if event is not None)
+        return events, overrun
+
+    @staticmethod
+    def _parse(data: bytes) -> list[tuple[int, int, bytes, ProcEvent | None]]:
+        """(cn ack, what, event fields, ProcEvent or None) for each message in ``data``."""
+        out: list[tuple[int, int, bytes, ProcEvent | None]] = []
+        offset = 0
+        mono_now = time.monotonic_ns()
+        wall_now = now_us()
+        while offset + _HEADERS + _EVENT_HEAD.size <= len(data):
+            length = _NLMSGHDR.unpack_from(data, offset)[0]
+            if length < _HEADERS:
+                break
+            idx, val, _, ack, _, _ = _CN_MSG.unpack_from(data, offset + _NLMSGHDR.size)
+            start = offset + _HEADERS
+            offset += (length + 3) & ~3
+            if (idx, val) != (CN_IDX_PROC, CN_VAL_PROC):
+                continue
+            what, _, stamp_ns = _EVENT_HEAD.unpack_from(data, start)
+            fields = data[start + _EVENT_HEAD.size : start + length - _HEADERS]
+            event = None
+            if what in (_PROC_EVENT_EXEC, _PROC_EVENT_EXIT) and len(fields) >= 8:
+                pid, tgid = _PID_TGID.unpack_from(fields)
+                # Only a thread-group leader's exit ends the process; after exec the
+                # caller is always the leader.
+                if what == _PROC_EVENT_EXEC or pid == tgid:
+                    time_us = wall_now - max(0, mono_now - stamp_ns) // 1000
+                    kind: Literal["exec", "exit"] = "exec" if what == _PROC_EVENT_EXEC else "exit"
+                    event = ProcEvent(kind, tgid, time_us)
+            out.append((ack, what, fields, event))
+        return out
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> ProcConnector:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
