@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Final
 
 from sekimori.agent.collectors.base import Collector
+from sekimori.agent.collectors.devices import DeviceCollector
 from sekimori.agent.collectors.files import FileCollector
 from sekimori.agent.collectors.inventory import InventoryCollector
 from sekimori.agent.collectors.network import NetworkCollector
@@ -19,4 +20,5 @@ COLLECTORS: Final[dict[str, type[Collector]]] = {
     NetworkCollector.name: NetworkCollector,
     WebCollector.name: WebCollector,
     FileCollector.name: FileCollector,
+    DeviceCollector.name: DeviceCollector,
 }
