@@ -11,6 +11,7 @@ from sekimori.agent.collectors.inventory import InventoryCollector
 from sekimori.agent.collectors.network import NetworkCollector
 from sekimori.agent.collectors.processes import ProcessCollector
 from sekimori.agent.collectors.web import WebCollector
+from sekimori.agent.collectors.window import WindowCollector
 
 __all__ = ["COLLECTORS"]
 
@@ -20,5 +21,6 @@ COLLECTORS: Final[dict[str, type[Collector]]] = {
     NetworkCollector.name: NetworkCollector,
     WebCollector.name: WebCollector,
     FileCollector.name: FileCollector,
+    WindowCollector.name: WindowCollector,
     DeviceCollector.name: DeviceCollector,
 }
