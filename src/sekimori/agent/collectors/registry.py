@@ -10,6 +10,7 @@ from sekimori.agent.collectors.files import FileCollector
 from sekimori.agent.collectors.inventory import InventoryCollector
 from sekimori.agent.collectors.network import NetworkCollector
 from sekimori.agent.collectors.processes import ProcessCollector
+from sekimori.agent.collectors.sessions import SessionCollector
 from sekimori.agent.collectors.web import WebCollector
 from sekimori.agent.collectors.window import WindowCollector
 
@@ -23,4 +24,5 @@ COLLECTORS: Final[dict[str, type[Collector]]] = {
     FileCollector.name: FileCollector,
     WindowCollector.name: WindowCollector,
     DeviceCollector.name: DeviceCollector,
+    SessionCollector.name: SessionCollector,
 }
