@@ -420,6 +420,59 @@ def test_without_connector_it_says_it_polls(outbox: Outbox) -> None:
     run.stop()
 
 
+# Runs the collector inside a new pid namespace (with its own /proc), as in a container,
+# and reports its connector status and whether it saw a process started there.
+IN_NAMESPACE = """
+import pathlib, subprocess, sys, threading, time
+from sekimori.agent.collectors.base import Sink
+from sekimori.agent.collectors.processes import ProcessCollector, ProcessSettings
+from sekimori.agent.outbox import Outbox
+from sekimori.protocol.codec import decode_payload
+
+box = Outbox(pathlib.Path(sys.argv[1]), max_bytes=1 << 30)
+collector = ProcessCollector(ProcessSettings(interval_seconds=0.1), Sink(box, "processes"))
+stop = threading.Event()
+thread = threading.Thread(target=collector.run, args=(stop,))
+thread.start()
+def kinds_of(pid):
+    return [
+        e.kind for e in box.peek(0, max_events=100000, max_bytes=1 << 30)
+        if getattr(decode_payload(e.kind, e.payload), "pid", None) == pid
+    ]
+deadline = time.monotonic() + 10
+while not kinds_of(1) and time.monotonic() < deadline:
+    time.sleep(0.02)
+child = subprocess.Popen(["sleep", "30"])
+while "process.started" not in kinds_of(child.pid) and time.monotonic() < deadline:
+    time.sleep(0.02)
+child.kill()
+child.wait()
+stop.set()
+thread.join()
+print(collector.connector_status)
+print(kinds_of(child.pid))
+box.close()
+"""
+
+
+def test_in_a_container_it_falls_back_to_polling(tmp_path: Path) -> None:
+    """A new pid namespace is what a container is to the kernel: the connector is not
+    acknowledged there, and polling /proc must carry on alone."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("creating a pid namespace needs root and unshare")
+    namespace = ["unshare", "--pid", "--fork", "--mount-proc"]
+    out = subprocess.run(
+        [*namespace, sys.executable, "-c", IN_NAMESPACE, str(tmp_path / "ns.db")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.splitlines()
+    assert out[0].startswith("unavailable: the kernel did not acknowledge")
+    assert out[0].endswith("(polling /proc)")
+    assert "process.started" in out[1]
+
+
 # ---- failures and settings ------------------------------------------------------------
 
 

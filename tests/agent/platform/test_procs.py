@@ -1,9 +1,11 @@
 """The /proc readers, the executable hasher and the process-events connector, against
 real processes of this machine (nothing is mocked).
 
-The connector tests need CAP_NET_ADMIN in the initial namespaces; where the kernel does
-not acknowledge the subscription (a container) they are skipped with its reason, and
+The connector needs the initial user and pid namespaces; where the kernel does not
+acknowledge the subscription (a container) its tests are skipped with the reason, and
 the collector's polling path (tested in tests/agent/collectors) is what runs there.
+The refusal itself is tested for real by subscribing from a new pid namespace
+(``unshare``), which is what a container is to the kernel.
 """
 
 from __future__ import annotations
@@ -331,3 +333,21 @@ def test_connector_ignores_thread_exits(connector: ProcConnector) -> None:
     events = collect(connector, child.pid, "exit")
     # One exec, one exit: the thread's own exit (another task id) is not reported.
     assert [e.kind for e in events] == ["exec", "exit"]
+
+
+def test_connector_is_refused_inside_a_pid_namespace() -> None:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("creating a pid namespace needs root and unshare")
+    script = (
+        "from sekimori.agent.platform.linux.proc_connector import *\n"
+        "try:\n    ProcConnector(ack_timeout=0.3).close(); print('subscribed')\n"
+        "except ConnectorUnavailable as exc:\n    print(exc)\n"
+    )
+    out = subprocess.run(
+        ["unshare", "--pid", "--fork", sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    assert "did not acknowledge the process-events subscription" in out

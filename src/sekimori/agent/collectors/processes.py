@@ -6,7 +6,8 @@ How it sees processes, cheaply:
   details of a process only when its pid is new, or when the pid's /proc directory
   changed and its start time shows the pid was reused. A PC with hundreds of
   processes costs a few hundred microseconds per tick.
-* Where the kernel permits (root, initial namespaces), it also subscribes to the
+* Where the kernel permits (outside containers: the initial user and pid
+  namespaces; before Linux 6.6 also CAP_NET_ADMIN), it also subscribes to the
   kernel's process-events connector, which announces each exec and exit as it
   happens: a process that lives a few milliseconds is examined while it runs and its
   exit is timed exactly. Where it is not permitted, polling alone runs and a process

@@ -11,6 +11,10 @@ A process is identified by (pid, start_time_us): pids are reused, start times ar
 * ``process.stopped`` — the process ended. ``exact_time`` is true when the kernel told
   the agent (process-events connector); otherwise the event time is when the agent
   noticed, at most one polling interval late (or at the agent's restart).
+
+Event times: ``process.started`` is stamped when the image began (the kernel's exec
+time, or the process's start time when found by polling), ``process.stopped`` when it
+ended (or was noticed ended), ``process.running`` when the snapshot was taken.
 """
 
 from __future__ import annotations

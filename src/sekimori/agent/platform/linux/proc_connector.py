@@ -2,10 +2,11 @@
 
 A NETLINK_CONNECTOR socket subscribed to CN_IDX_PROC receives one message per
 exec and per exit, so a process living a few milliseconds is still examined while it
-runs, and an exit is timed exactly. It needs CAP_NET_ADMIN in the initial user and
-pid namespaces; from inside a container the kernel ignores the subscription without
-a word, so ``ProcConnector`` waits for the kernel's acknowledgement and raises
-``ConnectorUnavailable`` when none comes (the caller then polls /proc instead).
+runs, and an exit is timed exactly. The subscriber must be in the initial user and
+pid namespaces (and, before Linux 6.6, hold CAP_NET_ADMIN); from inside a container
+the kernel ignores the subscription without a word, so ``ProcConnector`` waits for
+the kernel's acknowledgement and raises ``ConnectorUnavailable`` when none comes or
+it refuses (the caller then polls /proc instead).
 
 Kernels since 6.6 filter events per socket (a ``proc_input`` subscription): we ask
 for exec and exit only, which spares us every fork of every thread. Older kernels
@@ -18,6 +19,7 @@ timestamp_ns (CLOCK_MONOTONIC), then the event's own fields.
 
 from __future__ import annotations
 
+import errno
 import os
 import select
 import socket
@@ -157,7 +159,7 @@ class ProcConnector:
             except BlockingIOError:
                 break
             except OSError as exc:
-                if exc.errno == 105:  # ENOBUFS: messages were dropped
+                if exc.errno == errno.ENOBUFS:  # the kernel dropped messages
                     overrun = True
                     continue
                 raise
