@@ -9,6 +9,7 @@ from sekimori.agent.collectors.devices import DeviceCollector
 from sekimori.agent.collectors.files import FileCollector
 from sekimori.agent.collectors.inventory import InventoryCollector
 from sekimori.agent.collectors.network import NetworkCollector
+from sekimori.agent.collectors.printing import PrintingCollector
 from sekimori.agent.collectors.processes import ProcessCollector
 from sekimori.agent.collectors.sessions import SessionCollector
 from sekimori.agent.collectors.web import WebCollector
@@ -25,4 +26,5 @@ COLLECTORS: Final[dict[str, type[Collector]]] = {
     WindowCollector.name: WindowCollector,
     DeviceCollector.name: DeviceCollector,
     SessionCollector.name: SessionCollector,
+    PrintingCollector.name: PrintingCollector,
 }
