@@ -19,6 +19,7 @@ import pytest
 
 from sekimori.agent.platform.linux.mounts import (
     Mount,
+    RemovableMedia,
     filesystem_label,
     is_removable,
     parse_mountinfo,
@@ -175,6 +176,26 @@ def test_filesystem_label_from_udev_links(tmp_path: Path) -> None:
     assert filesystem_label(str(dev / "sdb1"), labels) == "MY STICK"
     assert filesystem_label(str(dev / "sdc1"), labels) == ""
     assert filesystem_label("tmpfs", tmp_path / "missing") == ""
+
+
+def test_removable_media_is_worked_out_again_only_when_the_table_changes(
+    tmp_path: Path,
+) -> None:
+    sys_root = build_sysfs(tmp_path / "sys")
+    table = tmp_path / "mountinfo"
+    table.write_text(MOUNTINFO)
+    media = RemovableMedia(table, sys_root=sys_root)
+    assert [m.mount_point for m in media.current()] == ["/media/alice/KINGSTON", "/mnt/backup disk"]
+    # sysfs changes alone are not looked at again while the table is the same ...
+    card = next((sys_root / "devices").rglob("mmcblk0"))
+    (card / "removable").write_text("1\n")
+    assert len(media.current()) == 2
+    # ... a changed table is.
+    table.write_text(MOUNTINFO + "\n")
+    assert "/mnt/sd" in [m.mount_point for m in media.current()]
+    table.unlink()
+    with pytest.raises(OSError):
+        media.current()
 
 
 def test_the_real_mount_table_parses() -> None:

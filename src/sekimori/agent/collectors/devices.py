@@ -101,6 +101,10 @@ class DeviceCollector(Collector):
             log.warning("device collector cursor unreadable; starting afresh")
             state, first_run = _State(), True
         self._usb_missing_logged = False
+        conf = self.settings
+        self._mount_table = mounts.RemovableMedia(
+            conf.mountinfo, sys_root=conf.sys_root, media_roots=tuple(conf.media_roots)
+        )
         while True:
             state = self._tick(state, first_run=first_run)
             first_run = False
@@ -166,13 +170,10 @@ class DeviceCollector(Collector):
     def _scan_media(self, before: dict[str, _Medium]) -> dict[str, _Medium]:
         conf = self.settings
         try:
-            table = mounts.read_mounts(conf.mountinfo)
+            removable = self._mount_table.current()
         except OSError as exc:
             raise CollectorError(f"cannot read the mount table {conf.mountinfo}: {exc}") from exc
         found: dict[str, _Medium] = {}
-        removable = mounts.removable_mounts(
-            table, sys_root=conf.sys_root, media_roots=tuple(conf.media_roots)
-        )
         for mount in removable:
             known = before.get(mount.mount_point)
             if known is not None and known.mount_id == mount.mount_id:

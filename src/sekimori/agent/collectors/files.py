@@ -45,7 +45,7 @@ from sekimori.agent.collectors.base import Collector, CollectorError, CollectorS
 from sekimori.agent.outbox import PendingEvent
 from sekimori.agent.platform.linux.fswatch import FsChange, TreeWatcher
 from sekimori.agent.platform.linux.localusers import local_users, user_name
-from sekimori.agent.platform.linux.mounts import read_mounts, removable_mounts
+from sekimori.agent.platform.linux.mounts import RemovableMedia
 from sekimori.clock import now_us
 from sekimori.protocol.events.file import (
     FileCopiedToRemovable,
@@ -175,6 +175,7 @@ class FileCollector(Collector):
         try:
             self._roots = self._watch_roots(watcher, conf)
             self._media: dict[str, _Medium] = {}
+            self._mount_table = RemovableMedia()
             self._refresh_media(watcher, conf)
             next_refresh = time.monotonic() + conf.interval_seconds
             while not stop.is_set():
@@ -234,7 +235,7 @@ class FileCollector(Collector):
         media = {os.path.abspath(p): _Medium(os.path.abspath(p), "") for p in conf.removable_paths}
         if conf.watch_removable:
             try:
-                mounts = removable_mounts(read_mounts())
+                mounts = self._mount_table.current()
             except OSError as exc:
                 log.warning("cannot read the mount table: %s", exc)
                 mounts = []

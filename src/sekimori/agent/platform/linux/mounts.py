@@ -22,6 +22,7 @@ from pathlib import Path
 __all__ = [
     "MEDIA_ROOTS",
     "Mount",
+    "RemovableMedia",
     "filesystem_label",
     "is_removable",
     "parse_mountinfo",
@@ -158,3 +159,35 @@ def filesystem_label(source: str, by_label: str | Path = "/dev/disk/by-label") -
             # udev escapes unsafe characters in link names as \xNN.
             return re.sub(r"\\x([0-9a-fA-F]{2})", lambda m: chr(int(m.group(1), 16)), entry.name)
     return ""
+
+
+class RemovableMedia:
+    """The removable mounts, worked out again only when the mount table changed.
+
+    Reading the table is one small read; deciding removability costs a few sysfs
+    look-ups per mount (dozens of mounts with snaps), so it is skipped while the
+    table's text is unchanged.
+    """
+
+    def __init__(
+        self,
+        path: str | Path = "/proc/self/mountinfo",
+        *,
+        sys_root: str | Path = "/sys",
+        media_roots: tuple[str, ...] = MEDIA_ROOTS,
+    ) -> None:
+        self._path = Path(path)
+        self._sys_root = sys_root
+        self._media_roots = media_roots
+        self._text: str | None = None
+        self._found: list[Mount] = []
+
+    def current(self) -> list[Mount]:
+        """The removable mounts now. Raises OSError if the table cannot be read."""
+        text = self._path.read_text(encoding="utf-8", errors="surrogateescape")
+        if text != self._text:
+            self._found = removable_mounts(
+                parse_mountinfo(text), sys_root=self._sys_root, media_roots=self._media_roots
+            )
+            self._text = text
+        return self._found
