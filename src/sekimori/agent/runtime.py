@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 from sekimori import __version__
 from sekimori.agent.channel import ChannelClient, ChannelEnd
@@ -25,6 +26,15 @@ log = logging.getLogger(__name__)
 EXIT_REFUSED = 3
 
 
+def collector_settings(settings: AgentSettings) -> dict[str, dict[str, Any]]:
+    """The collectors' settings, with what the agent itself knows filled in: the file
+    collector must never watch the agent's own state (its outbox writes would report
+    themselves in a loop)."""
+    out = {name: dict(values) for name, values in settings.collectors.items()}
+    out.setdefault("files", {}).setdefault("state_dir", str(Path(settings.state_dir).resolve()))
+    return out
+
+
 async def _main(settings: AgentSettings, identity: Identity, outbox: Outbox) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -34,7 +44,7 @@ async def _main(settings: AgentSettings, identity: Identity, outbox: Outbox) -> 
     outbox.append(
         "agent.started", AgentStarted(version=__version__, pid=os.getpid(), hostname=host.hostname)
     )
-    supervisor = Supervisor(outbox, COLLECTORS, settings.collectors)
+    supervisor = Supervisor(outbox, COLLECTORS, collector_settings(settings))
     client = ChannelClient(identity, outbox, settings, host)
     supervisor.start()
     log.info("collectors running: %s", ", ".join(supervisor.enabled) or "none")

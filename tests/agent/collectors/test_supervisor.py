@@ -124,3 +124,13 @@ def test_bad_collector_settings_name_the_collector(tmp_path: Path) -> None:
     with pytest.raises(CollectorConfigError, match="collector 'ticker'"):
         Supervisor(outbox, {"ticker": Ticker}, {"ticker": {"colour": "red"}})
     outbox.close()
+
+
+def test_the_file_collector_never_watches_the_agents_own_state(tmp_path: Path) -> None:
+    from sekimori.agent.runtime import collector_settings
+    from sekimori.settings import AgentSettings
+
+    settings = AgentSettings(state_dir=str(tmp_path / "state"))
+    assert collector_settings(settings)["files"]["state_dir"] == str(tmp_path / "state")
+    chosen = AgentSettings(state_dir="x", collectors={"files": {"state_dir": "/elsewhere"}})
+    assert collector_settings(chosen)["files"]["state_dir"] == "/elsewhere"
