@@ -340,14 +340,21 @@ def test_connector_is_refused_inside_a_pid_namespace() -> None:
         pytest.skip("creating a pid namespace needs root and unshare")
     script = (
         "from sekimori.agent.platform.linux.proc_connector import *\n"
-        "try:\n    ProcConnector(ack_timeout=0.3).close(); print('subscribed')\n"
+        "try:\n    ProcConnector(ack_timeout=0.5).close(); print('subscribed')\n"
         "except ConnectorUnavailable as exc:\n    print(exc)\n"
     )
-    out = subprocess.run(
+    with subprocess.Popen(
         ["unshare", "--pid", "--fork", sys.executable, "-c", script],
-        capture_output=True,
+        stdout=subprocess.PIPE,
         text=True,
-        timeout=30,
-        check=True,
-    ).stdout
+    ) as child:
+        # Meanwhile, others subscribe here: the kernel's answers to them reach every
+        # socket of the group, the namespaced one's too, and must not pass for its own.
+        while child.poll() is None:
+            try:
+                ProcConnector(ack_timeout=0.3).close()
+            except ConnectorUnavailable:
+                break
+            time.sleep(0.02)
+        out, _ = child.communicate(timeout=30)
     assert "did not acknowledge the process-events subscription" in out

@@ -314,7 +314,8 @@ class ProcessCollector(Collector):
             return False
         exe = _text(info.exe)
         reported = self._exclude is None or not self._exclude.fullmatch(exe)
-        recheck = self._polling_only and kind == "process.started"
+        # A young process may not have exec'd yet; an old one in the snapshot has.
+        recheck = self._polling_only and (kind == "process.started" or seen - start_us < 1_000_000)
         self._known[pid] = _Proc(
             stat.start_ticks,
             dir_inode,

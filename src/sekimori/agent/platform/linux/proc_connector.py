@@ -42,8 +42,6 @@ _PROC_EVENT_NONE = 0x00000000
 _PROC_EVENT_EXEC = 0x00000002
 _PROC_EVENT_EXIT = 0x80000000
 _SO_RCVBUFFORCE = 33
-# Our request's ack number; the kernel answers with ack + 1.
-_ACK = 0x5EC
 
 _NLMSGHDR = struct.Struct("=IHHII")
 _CN_MSG = struct.Struct("=IIIIHH")
@@ -100,8 +98,12 @@ class ProcConnector:
         # proves we are permitted. Only then narrow it to exec and exit: the kernel
         # does not acknowledge a filtered subscription (its ack is itself filtered),
         # and a kernel older than 6.6 ignores it and keeps sending everything.
-        self._send(_ACK, struct.pack("=I", _PROC_CN_MCAST_LISTEN))
-        if not self._await_ack(_ACK, time.monotonic() + ack_timeout):
+        # The kernel multicasts its answer (ack + 1) to every subscriber, so the number
+        # must be ours alone, or another agent's subscription would pass for ours (even
+        # from inside a container): our netlink port id is unique.
+        ack = self._sock.getsockname()[0] & 0x7FFFFFFF
+        self._send(ack, struct.pack("=I", _PROC_CN_MCAST_LISTEN))
+        if not self._await_ack(ack, time.monotonic() + ack_timeout):
             raise ConnectorUnavailable(
                 "the kernel did not acknowledge the process-events subscription "
                 "(not in the initial namespaces, or no connector support)"
