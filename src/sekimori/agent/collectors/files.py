@@ -214,6 +214,11 @@ class FileCollector(Collector):
                 wanted = [user.home for user in local_users()]
             except OSError as exc:
                 raise CollectorError(f"cannot list local users: {exc}") from exc
+            # The account the agent runs as is a user of this PC too (root on a
+            # one-person machine, or the person running `make run`).
+            own = os.path.expanduser("~")
+            if own not in ("~", "/") and os.path.isdir(own):
+                wanted.append(own)
         roots: list[str] = []
         failures: list[str] = []
         for path in dict.fromkeys(wanted):
