@@ -20,6 +20,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from sekimori.agent.collectors.registry import COLLECTORS
 from sekimori.agent.enroll import enroll
 from sekimori.agent.identity import Identity
 from sekimori.server.pki import PKI
@@ -173,10 +174,22 @@ class ServerProcess:
 
 
 class AgentProcess:
-    def __init__(self, state_dir: Path, env: dict[str, str] | None = None) -> None:
+    """``sekimori agent run``. Collectors are off unless listed in ``collectors``: the
+    channel tests count exactly the events they inject, and each collector is tested on
+    its own (and end to end in test_collectors_e2e)."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        env: dict[str, str] | None = None,
+        collectors: tuple[str, ...] = (),
+    ) -> None:
         self.state_dir = state_dir
         self.log_path = state_dir.parent / f"{state_dir.name}-agent.log"
         self.env = env or {k: v for k, v in os.environ.items() if not k.startswith("SEKIMORI_")}
+        for name in COLLECTORS:
+            if name not in collectors:
+                self.env.setdefault(f"SEKIMORI_AGENT__COLLECTORS__{name.upper()}__ENABLED", "false")
         self.env.setdefault("SEKIMORI_AGENT__BACKOFF_INITIAL_SECONDS", "0.2")
         self.env.setdefault("SEKIMORI_AGENT__BACKOFF_MAX_SECONDS", "1")
         self.proc: subprocess.Popen[bytes] | None = None
