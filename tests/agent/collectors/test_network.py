@@ -388,6 +388,11 @@ def test_both_socket_tables_see_the_connection_and_its_owner(
     # Known inodes are answered from memory, without reading fd tables again.
     assert owners.find([rows["proc"].inode]) == {rows["proc"].inode: child.pid}
     assert owners.processes_scanned == scanned
+    # So is an inode no process holds: one full scan, then remembered as ownerless.
+    assert owners.find([rows["proc"].inode, 1]) == {rows["proc"].inode: child.pid}
+    scanned = owners.processes_scanned
+    assert owners.find([rows["proc"].inode, 1]) == {rows["proc"].inode: child.pid}
+    assert owners.processes_scanned == scanned
 
 
 # ---- failures and settings ------------------------------------------------------------

@@ -215,21 +215,27 @@ class SocketOwners:
         """How many processes' fd tables were read in total (a cost counter)."""
 
     def find(self, inodes: Iterable[int]) -> dict[int, int]:
-        """Map each inode to its process id; inodes whose process is gone are absent."""
+        """Map each inode to its process id; inodes with no process found are absent.
+
+        An inode no process was found for (its owner ended, or is one we may not
+        inspect) is remembered as such, so it does not cost a full scan every call.
+        """
         wanted = set(inodes)
-        found = {inode: self._owner[inode] for inode in wanted if inode in self._owner}
+        known = {inode: self._owner[inode] for inode in wanted if inode in self._owner}
         # Forget sockets that no longer exist, so the map stays as small as the table.
-        self._owner = dict(found)
-        missing = wanted - found.keys()
+        self._owner = dict(known)
+        missing = wanted - known.keys()
         if missing:
-            recent = list(dict.fromkeys(found.values()))
+            recent = list(dict.fromkeys(pid for pid in known.values() if pid))
             for pid in [*recent, *self._all_pids(exclude=set(recent))]:
                 for inode in self._sockets_of(pid) & missing:
-                    self._owner[inode] = found[inode] = pid
+                    self._owner[inode] = known[inode] = pid
                     missing.discard(inode)
                 if not missing:
                     break
-        return found
+            for inode in missing:
+                self._owner[inode] = 0
+        return {inode: pid for inode, pid in known.items() if pid}
 
     @staticmethod
     def _all_pids(exclude: set[int]) -> list[int]:
