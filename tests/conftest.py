@@ -9,8 +9,15 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, settings
 
 from tests.processes import ServerProcess
+
+# The suite runs real servers and desktops beside the property tests on 2 cores: a
+# wall-clock deadline per example would fail on load, not on a bug.
+settings.register_profile("sekimori", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("sekimori")
+
 
 PG_URL = os.environ.get("SEKIMORI_TEST_PG_URL")
 
