@@ -57,7 +57,16 @@ def test_agent_comes_online_and_listens_on_no_port(server: ServerProcess, tmp_pa
             "agent.started stored",
         )
         assert "sekimori_agents_connected 1.0" in server.metrics()
-        shown = server.cli("events", "--device", identity.device_id[:8], "--since", "5m", "--json")
+        shown = server.cli(
+            "events",
+            "--device",
+            identity.device_id[:8],
+            "--since",
+            "5m",
+            "--json",
+            "--kind",
+            "agent.started",
+        )
         assert shown.returncode == 0, shown.stderr
         records = [json.loads(line) for line in shown.stdout.splitlines()]
         started = [r for r in records if r["kind"] == "agent.started"]

@@ -10,6 +10,7 @@ subprocess path — exit codes, stderr, timeouts — is the real one too).
 from __future__ import annotations
 
 import itertools
+import os
 import subprocess
 import threading
 import time
@@ -117,6 +118,14 @@ def test_dpkg_journal_overrides_status(tmp_path: Path) -> None:
         "Package: bar\nStatus: install ok unpacked\nArchitecture: arm64\nVersion: 3\n"
     )
     (tmp_path / "updates/tmp.i").write_text("Package: half-written\n")
+    # While dpkg is at work (records just written, one still "unpacked"), the read is
+    # refused, so a half-written record is never reported...
+    with pytest.raises(SoftwareReadError, match="in progress"):
+        DpkgSource(admin_dir=tmp_path).read()
+    # ...but an operation interrupted long ago is read as the database says.
+    past = time.time() - 120
+    for path in (tmp_path / "status", *(tmp_path / "updates").iterdir()):
+        os.utime(path, (past, past))
     packages = DpkgSource(admin_dir=tmp_path).read()
     assert packages == [
         Package("dpkg", "bar", "3", "arm64", "bar", "3"),

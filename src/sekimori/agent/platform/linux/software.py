@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import abc
 import os
+import re
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
@@ -103,6 +105,13 @@ def _signature(paths: list[Path]) -> Signature | None:
 
 
 # ---- dpkg ------------------------------------------------------------------------------
+
+_DPKG_IN_FLUX = re.compile(
+    r"^Status: \S+ \S+ "
+    r"(half-installed|unpacked|half-configured|triggers-awaited|triggers-pending)$",
+    re.MULTILINE,
+)
+_DPKG_SETTLE_SECONDS = 30.0
 
 # Package states (the third word of Status:) whose files are on disk. "config-files"
 # (removed, configuration kept) and "not-installed" are not installed software.
@@ -225,14 +234,27 @@ class DpkgSource(SoftwareSource):
         raise SoftwareReadError(f"dpkg: {self.admin_dir} kept changing while being read")
 
     def _read_once(self, status: Path) -> list[Package]:
-        merged = parse_dpkg_status(status.read_text("utf-8", "replace"))
+        texts = [(status.read_text("utf-8", "replace"), "status", status.stat().st_mtime)]
         # Journal entries (files named by number) override status, in order, as in dpkg.
         updates = self.admin_dir / "updates"
         if updates.is_dir():
             journal = sorted((p for p in updates.iterdir() if p.name.isdigit()), key=_number)
             for entry in journal:
-                text = entry.read_text("utf-8", "replace")
-                merged.update(parse_dpkg_status(text, origin=str(entry)))
+                texts.append(
+                    (entry.read_text("utf-8", "replace"), str(entry), entry.stat().st_mtime)
+                )
+        # dpkg writes a package's record in steps (half-installed before its fields are
+        # complete). While an operation is under way, keep the last complete list: a
+        # record read mid-step would be reported with the wrong metadata. A transitional
+        # state older than _DPKG_SETTLE_SECONDS is an interrupted dpkg and is read as is.
+        newest = max(mtime for _, _, mtime in texts)
+        if time.time() - newest < _DPKG_SETTLE_SECONDS and any(
+            _DPKG_IN_FLUX.search(text) for text, _, _ in texts
+        ):
+            raise SoftwareReadError("dpkg: an installation or removal is in progress")
+        merged: dict[tuple[str, str], Package | None] = {}
+        for text, origin, _ in texts:
+            merged.update(parse_dpkg_status(text, origin=origin))
         return sorted((p for p in merged.values() if p is not None), key=_by_name)
 
 
