@@ -67,6 +67,18 @@ DEFAULT_EXCLUDE: tuple[str, ...] = (
     # Build and version-control internals.
     "*/node_modules",
     "*/.git/objects",
+    # Installed toolchains and package-manager caches: tens of thousands of folders
+    # that only change when software is installed (the inventory collector sees that).
+    "*/.venv",
+    "*/site-packages",
+    "*/__pycache__",
+    "*/.pyenv",
+    "*/.npm",
+    "*/.cargo/registry",
+    "*/.rustup",
+    "*/.m2/repository",
+    "*/.gradle/caches",
+    "*/go/pkg/mod",
     # Browser profiles (the web collector reads their history; their files churn).
     "*/.mozilla/firefox",
     "*/snap/firefox/common/.mozilla",
