@@ -32,6 +32,7 @@ import pytest
 import websockets
 from websockets.sync.client import connect
 
+from sekimori.agent.platform.linux import browsers
 from sekimori.agent.platform.linux.browsers import (
     CHROMIUM_EPOCH_OFFSET_US,
     HistoryFile,
@@ -535,3 +536,39 @@ def test_chromium_reader_skips_synced_and_imported_visits(
     assert [v.visit_id for v in read.visits] == [local]
     assert read.visits[0].transition == "link"
     assert read.max_id == local > imported > synced  # all are behind the high-water mark
+
+
+def test_a_history_crafted_to_never_finish_is_abandoned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The user writes the file: `visits` may be a view over an endless recursive query.
+    The read must give up, not hang the collector (fixture: a hostile SQLite file)."""
+    path = tmp_path / "History"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE urls (id INTEGER PRIMARY KEY, url TEXT, title TEXT);"
+        "CREATE TABLE visit_source (id INTEGER PRIMARY KEY, source INTEGER);"
+        "CREATE VIEW visits AS WITH RECURSIVE n(id) AS (SELECT 1 UNION ALL SELECT id + 1 "
+        "FROM n) SELECT id, 1 AS url, 0 AS visit_time, 0 AS transition FROM n;"
+    )
+    db.close()
+    monkeypatch.setattr(browsers, "MAX_QUERY_SECONDS", 0.5)
+    home = browsers.Home(tmp_path, os.getuid(), "me")
+    history = browsers.HistoryFile(path, "chromium", "chromium", "Default", home)
+    started = time.monotonic()
+    with pytest.raises(browsers.HistoryUnreadable, match="interrupted"):
+        browsers.read_history(history, after_id=None, after_time_us=0)
+    assert time.monotonic() - started < 10
+
+
+def test_a_symlinked_profile_folder_outside_the_home_is_not_trusted(tmp_path: Path) -> None:
+    """~/.config/chromium -> another account's folder: not this user's history."""
+    other = tmp_path / "other" / "Default"
+    other.mkdir(parents=True)
+    (other / "History").write_bytes(b"")
+    home_dir = tmp_path / "home"
+    (home_dir / ".config").mkdir(parents=True)
+    (home_dir / ".config" / "chromium").symlink_to(tmp_path / "other")
+    home = browsers.Home(home_dir, os.getuid(), "me")
+    found = browsers.find_history_files([home], ["chromium"])
+    assert found == []

@@ -40,6 +40,7 @@ import shutil
 import sqlite3
 import stat
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -252,11 +253,23 @@ def _firefox_profiles(home: Home, root: Path) -> Iterator[HistoryFile]:
 
 
 def _trusted_file(path: Path, home: Home) -> bool:
+    """A regular file of the home's owner (or root) that really lies in that home: a
+    symlinked folder (~/.config/chromium -> /root/...) must not make the agent report
+    another account's history as this user's."""
     try:
         info = os.lstat(path)
+        real_home = os.path.realpath(home.path)
+        real = os.path.realpath(path)
     except OSError:
         return False
+    if os.path.commonpath([real, real_home]) != real_home:
+        return False
     return stat.S_ISREG(info.st_mode) and info.st_uid in (home.uid, 0)
+
+
+# Bounds on what a user-controlled history file can make the agent do.
+MAX_HISTORY_BYTES: Final = 2 * 1024 * 1024 * 1024
+MAX_QUERY_SECONDS: Final = 20.0
 
 
 # ---- reading a history ---------------------------------------------------------------
@@ -370,10 +383,18 @@ def read_history(history: HistoryFile, *, after_id: int | None, after_time_us: i
     return HistoryRead(visits, max_id, max_time_us, before)
 
 
+def _bound_query_time(db: sqlite3.Connection) -> None:
+    """Abort any statement running past MAX_QUERY_SECONDS: the file is written by the
+    user, who could make ``visits`` a view over an endless recursive query."""
+    deadline = time.monotonic() + MAX_QUERY_SECONDS
+    db.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+
+
 @contextlib.contextmanager
 def _snapshot(path: Path, *, copy: bool) -> Iterator[sqlite3.Connection]:
     if not copy:
         db = sqlite3.connect(f"{path.as_uri()}?mode=ro&immutable=1", uri=True)
+        _bound_query_time(db)
         try:
             yield db
         finally:
@@ -389,6 +410,7 @@ def _snapshot(path: Path, *, copy: bool) -> Iterator[sqlite3.Connection]:
         # Opened read-write: SQLite must be able to apply the WAL or roll back the
         # hot journal of the copy (never of the original).
         db = sqlite3.connect(target)
+        _bound_query_time(db)
         try:
             yield db
         finally:
@@ -400,8 +422,12 @@ def _copy_regular_file(source: Path, target: Path) -> None:
     # symlink or a FIFO gets an error, not a root read of another file or a hang.
     fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     with open(fd, "rb") as src:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
             raise OSError(f"{source} is not a regular file")
+        if info.st_size > MAX_HISTORY_BYTES:
+            # A user could otherwise fill the agent's temporary folder.
+            raise OSError(f"{source} is larger than {MAX_HISTORY_BYTES} bytes")
         out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         with open(out, "wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
