@@ -569,6 +569,7 @@ def test_a_symlinked_profile_folder_outside_the_home_is_not_trusted(tmp_path: Pa
     home_dir = tmp_path / "home"
     (home_dir / ".config").mkdir(parents=True)
     (home_dir / ".config" / "chromium").symlink_to(tmp_path / "other")
-    home = browsers.Home(home_dir, os.getuid(), "me")
+    # The user is uid 4242 here; the linked-to History belongs to root (the test's uid).
+    home = browsers.Home(home_dir, 4242, "me")
     found = browsers.find_history_files([home], ["chromium"])
     assert found == []

@@ -253,18 +253,21 @@ def _firefox_profiles(home: Home, root: Path) -> Iterator[HistoryFile]:
 
 
 def _trusted_file(path: Path, home: Home) -> bool:
-    """A regular file of the home's owner (or root) that really lies in that home: a
-    symlinked folder (~/.config/chromium -> /root/...) must not make the agent report
-    another account's history as this user's."""
+    """A regular file owned by the home's owner, or by root if it really lies in that
+    home. A symlinked folder (~/.config/chromium -> /root/...) or an absolute Firefox
+    profile path must not make the agent report another account's history as this
+    user's; a profile the user keeps outside the home (their own file) still counts."""
     try:
         info = os.lstat(path)
         real_home = os.path.realpath(home.path)
         real = os.path.realpath(path)
     except OSError:
         return False
-    if os.path.commonpath([real, real_home]) != real_home:
+    if not stat.S_ISREG(info.st_mode):
         return False
-    return stat.S_ISREG(info.st_mode) and info.st_uid in (home.uid, 0)
+    if info.st_uid == home.uid:
+        return True
+    return info.st_uid == 0 and os.path.commonpath([real, real_home]) == real_home
 
 
 # Bounds on what a user-controlled history file can make the agent do.
