@@ -10,7 +10,7 @@ if [ "${1:-test}" = "test" ]; then
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 # The collectors are tested against the real desktop: a virtual X server with a
 # window manager, real windows and a real Chromium.
-for tool in Xvfb:xvfb openbox:openbox xterm:xterm chromium:chromium xdotool:xdotool xprop:x11-utils; do
+for tool in Xvfb:xvfb openbox:openbox xterm:xterm chromium:chromium xdotool:xdotool xprop:x11-utils xauth:xauth; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool##*:}")
 done
 fi

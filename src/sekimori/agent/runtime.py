@@ -41,10 +41,11 @@ async def _main(settings: AgentSettings, identity: Identity, outbox: Outbox) -> 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     host = host_info()
+    # Settings are checked first: an agent that refuses to start records nothing.
+    supervisor = Supervisor(outbox, COLLECTORS, collector_settings(settings))
     outbox.append(
         "agent.started", AgentStarted(version=__version__, pid=os.getpid(), hostname=host.hostname)
     )
-    supervisor = Supervisor(outbox, COLLECTORS, collector_settings(settings))
     client = ChannelClient(identity, outbox, settings, host)
     supervisor.start()
     log.info("collectors running: %s", ", ".join(supervisor.enabled) or "none")

@@ -111,7 +111,8 @@ def test_disabled_collectors_do_not_run(tmp_path: Path) -> None:
     assert supervisor.enabled == []
     supervisor.start()
     supervisor.stop()
-    assert outbox.stats().events == 0
+    assert [(h.collector, h.status) for h in _health(outbox)] == [("ticker", "disabled")]
+    assert outbox.stats().events == 1, "no ticks, only the health record"
     outbox.close()
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -21,6 +22,9 @@ from sekimori.protocol.events import CollectorHealth
 __all__ = ["CollectorConfigError", "Supervisor"]
 
 log = logging.getLogger(__name__)
+
+# A collector that ran this long before failing starts again from the shortest delay.
+_HEALTHY_RUN_SECONDS = 60.0
 
 
 class CollectorConfigError(Exception):
@@ -58,6 +62,7 @@ class Supervisor:
         self._threads: list[threading.Thread] = []
         self._restart = (restart_initial_seconds, restart_max_seconds)
         self._plan: list[tuple[type[Collector], CollectorSettings]] = []
+        self._disabled: list[str] = []
         for name, cls in collectors.items():
             try:
                 conf = msgspec.convert(
@@ -67,12 +72,16 @@ class Supervisor:
                 raise CollectorConfigError(f"collector {name!r}: {exc}") from None
             if conf.enabled:
                 self._plan.append((cls, conf))
+            else:
+                self._disabled.append(name)
 
     @property
     def enabled(self) -> list[str]:
         return [cls.name for cls, _ in self._plan]
 
     def start(self) -> None:
+        for name in self._disabled:
+            _health(self._outbox, name, "disabled", "disabled by settings")
         for cls, conf in self._plan:
             thread = threading.Thread(
                 target=self._supervise, args=(cls, conf), name=f"collector-{cls.name}", daemon=True
@@ -92,6 +101,7 @@ class Supervisor:
         restarts = 0
         while not self._stop.is_set():
             _health(self._outbox, cls.name, "running", restarts=restarts)
+            started = time.monotonic()
             try:
                 cls(conf, Sink(self._outbox, cls.name)).run(self._stop)
                 return
@@ -108,4 +118,8 @@ class Supervisor:
                 log.exception("collector %s failed", cls.name)
             restarts += 1
             _health(self._outbox, cls.name, "failed", reason, restarts)
+            if time.monotonic() - started > _HEALTHY_RUN_SECONDS:
+                # It worked for a while (say, until the user logged out): come back
+                # quickly next time instead of after the longest backoff.
+                backoff.reset()
             self._stop.wait(backoff.next_delay())
