@@ -153,7 +153,10 @@ class Desktop:
         # The shell copies whatever is written to the fifo onto the terminal, so a test
         # can make xterm itself change its title with an OSC escape sequence.
         script = 'while :; do cat "$0"; done'
-        proc = self.spawn(["xterm", *args, "-T", title, "-e", "sh", "-c", script, str(fifo)])
+        # wmTimeout: now and then Xt's shell waits for a window manager reply that never
+        # comes while xterm sizes its window before mapping it; the default is 5 s.
+        command = ["sh", "-c", script, str(fifo)]
+        proc = self.spawn(["xterm", "-xrm", "*wmTimeout: 100", *args, "-T", title, "-e", *command])
         window = self.wait_window(re.escape(title), pid=proc.pid)
         return XTerm(window=window, pid=proc.pid, title=title, fifo=fifo, proc=proc)
 

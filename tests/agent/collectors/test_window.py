@@ -294,6 +294,61 @@ def test_no_focused_window(outbox: Outbox, desktop: Desktop) -> None:
         check_span(gone.previous, t1, term)
 
 
+@pytest.mark.slow
+def test_switching_between_xterm_and_chromium(
+    outbox: Outbox, desktop: Desktop, tmp_path: Path
+) -> None:
+    """A real Chromium window (Debian's, run as root: --no-sandbox): its class, its
+    browser process behind the /usr/bin/chromium wrapper, and a page that retitles
+    itself when a key is typed into it."""
+    page = (
+        "<title>Quarterly report</title>"
+        "<script>onkeydown = () => { document.title = 'Quarterly report (edited)' }</script>"
+    )
+    term = desktop.xterm("terminal")
+    desktop.spawn(
+        [
+            "chromium",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'chromium'}",
+            f"data:text/html,{page}",
+        ]
+    )
+    browser = desktop.wait_window("Quarterly report - Chromium", timeout=60)
+    desktop.focus(term.window)
+    events = Recorded(outbox)
+    with running(make(outbox, desktop, title_min_interval_seconds=0)):
+        events.wait(WindowFocus, lambda p: p.cause == "start")
+        desktop.focus(browser)
+        t1, _, to_browser = events.wait(
+            WindowFocus, lambda p: p.window is not None and p.window.window == browser
+        )
+        info = to_browser.window
+        assert info is not None
+        assert info.application == "Chromium"
+        # Chromium names a non-default profile folder in its WM_CLASS instance.
+        assert info.instance == f"chromium ({tmp_path / 'chromium'})"
+        assert info.exe == "/usr/lib/chromium/chromium"
+        assert info.pid is not None
+        assert info.user == ME
+        check_span(to_browser.previous, t1, term)
+        desktop.xdotool("key", "x")  # real keyboard input, to the focused browser
+        _, _, edited = events.wait(
+            WindowFocus,
+            lambda p: (
+                p.window is not None and p.window.title == "Quarterly report (edited) - Chromium"
+            ),
+        )
+        assert edited.cause == "title"
+        assert edited.previous is not None
+        assert edited.previous.window.application == "Chromium"
+
+
 # ---- idle --------------------------------------------------------------------------------
 
 
@@ -427,6 +482,28 @@ def test_no_x_display_is_a_permanent_error(
     with pytest.raises(CollectorError, match="no X display") as caught:
         Headless(conf, Sink(outbox, "window")).run(threading.Event())
     assert caught.value.permanent
+
+
+def test_no_display_after_a_session_is_retried(
+    outbox: Outbox, desktop: Desktop, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a display was watched, its absence means a logout: retry, the next logon
+    brings one back."""
+    events = Recorded(outbox)
+    with running(make(outbox, desktop)):
+        events.wait(WindowFocus, lambda p: p.cause == "start")
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "XDG_SESSION_TYPE"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "proc").mkdir()
+
+    class LoggedOut(WindowCollector):
+        socket_dir = tmp_path / "x11-unix"
+        proc_dir = tmp_path / "proc"
+
+    conf = msgspec.convert({}, WindowSettings)
+    with pytest.raises(CollectorError, match="no X display") as caught:
+        LoggedOut(conf, Sink(outbox, "window")).run(threading.Event())
+    assert not caught.value.permanent
 
 
 def test_unreachable_display_is_retried(outbox: Outbox, desktop: Desktop, tmp_path: Path) -> None:

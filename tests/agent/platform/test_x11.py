@@ -11,7 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from sekimori.agent.platform.linux.x11 import X11Connection, X11Error, client_process
+from sekimori.agent.platform.linux.x11 import (
+    X11Connection,
+    X11Error,
+    client_process,
+    decode_compound_text,
+)
 from tests.desktop import Desktop, desktop_fixture  # noqa: F401  (the fixture)
 
 WAIT = 10.0
@@ -107,6 +112,51 @@ def test_title_changes_are_events(desktop: Desktop) -> None:
         desktop.set_title(term.window, "renamed ü")
         _wait_for_change(conn, "title")
         assert conn.title(term.window) == "renamed ü"
+
+
+@pytest.mark.parametrize(
+    "title",
+    [
+        "報告書.docx",  # JIS X 0208
+        "中文报告",  # GB 2312
+        "한국어 보고서",  # KS C 5601
+        "Отчёт",  # ISO 8859-5
+        "Ελληνικά",  # ISO 8859-7
+        "€ 100",  # ISO 8859-15
+        "mixed 日本語, Ελλάδα and ü",  # several sets in one title
+        "emoji 🙂",  # outside every ISO 2022 set: a UTF-8 or extended segment
+    ],
+)
+def test_compound_text_titles(desktop: Desktop, title: str) -> None:
+    """Older toolkits title windows in COMPOUND_TEXT only (no _NET_WM_NAME). libX11
+    itself encodes the title here (xprop's "8t" format), so the bytes are real."""
+    term = desktop.xterm("plain")
+    subprocess.run(
+        ["xprop", "-id", str(term.window), "-f", "WM_NAME", "8t", "-set", "WM_NAME", title],
+        env=desktop.env,
+        check=True,
+        timeout=10,
+    )
+    kind = subprocess.run(
+        ["xprop", "-id", str(term.window), "WM_NAME", "_NET_WM_NAME"],
+        env=desktop.env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=10,
+    ).stdout
+    assert "WM_NAME(COMPOUND_TEXT)" in kind
+    assert "_NET_WM_NAME:  not found" in kind
+    with X11Connection(desktop.display, str(desktop.xauthority)) as conn:
+        assert conn.title(term.window) == title
+
+
+def test_compound_text_decoder_never_fails() -> None:
+    """Whatever bytes a client stores, decoding yields text (U+FFFD for the unknown)."""
+    samples = [b"\x1b", b"\x1b$", b"\x1b%/", b"\x1b%/1\x80\x88nosuch\x02\xa4@", b"\xff\x1b$(Z!!"]
+    for data in samples:
+        assert isinstance(decode_compound_text(data), str)
+    assert decode_compound_text(b"a\x1b%/1\x80\x8ciso8859-15\x02\xa4b") == "a€b"
 
 
 def test_unwatched_windows_report_no_title_change(desktop: Desktop) -> None:

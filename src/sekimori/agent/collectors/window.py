@@ -21,8 +21,10 @@ Privacy: ``record_titles=False`` withholds every title; ``exclude_applications``
 withholds the titles of the listed applications (WM_CLASS instance or class,
 case-insensitive). A withheld title's changes produce no events.
 
-Wayland: refused permanently (titles are unavailable there); see
-``platform.linux.display`` for how the display is chosen when the agent runs as root.
+Wayland: refused permanently (titles are unavailable there). No X display: permanent
+on a PC where the collector never watched one; retried where it did (the session
+ended; the next logon brings a display back). See ``platform.linux.display`` for how
+the display is chosen when the agent runs as root.
 """
 
 from __future__ import annotations
@@ -145,8 +147,13 @@ class WindowCollector(Collector):
                 socket_dir=self.socket_dir,
                 proc=self.proc_dir,
             )
-        except (WaylandSession, NoDisplay) as exc:
+        except WaylandSession as exc:
             raise CollectorError(str(exc), permanent=True) from None
+        except NoDisplay as exc:
+            # A PC that has had an X session (the cursor says so) is between sessions:
+            # someone logged out. Retrying finds the next session's display.
+            was_watched = self.sink.cursor() is not None
+            raise CollectorError(str(exc), permanent=not was_watched) from None
 
     def run(self, stop: threading.Event) -> None:
         target = self._target()
@@ -165,8 +172,12 @@ class WindowCollector(Collector):
                     self._step(conn)
             except X11Error as exc:
                 # The X server went away (logout): the span ended about now.
-                self._change(None, "stop", now_us())
+                self._stop_watching()
                 raise CollectorError(str(exc)) from None
+            self._stop_watching()
+
+    def _stop_watching(self) -> None:
+        if self._current is not None or self._span_start is not None:
             self._change(None, "stop", now_us())
 
     def _step(self, conn: X11Connection) -> None:

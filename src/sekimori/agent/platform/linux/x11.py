@@ -175,7 +175,7 @@ def _open_display(display: str, xauthority: str | None) -> Display:
 # toolkits title their windows this way, xterm too for a moment before it sets
 # _NET_WM_NAME, and Japanese, Chinese and Korean titles depend on it.
 _CT_94x94 = {ord("A"): "gb2312", ord("B"): "euc_jp", ord("C"): "euc_kr"}  # EUC = set | 0x80
-_CT_96 = {
+_CT_96 = {  # ISO-IR registry final bytes of the 96-character sets
     ord("A"): "latin-1",
     ord("B"): "iso8859-2",
     ord("C"): "iso8859-3",
@@ -185,6 +185,12 @@ _CT_96 = {
     ord("H"): "iso8859-8",
     ord("L"): "iso8859-5",
     ord("M"): "iso8859-9",
+    ord("T"): "tis-620",
+    ord("V"): "iso8859-10",
+    ord("Y"): "iso8859-13",
+    ord("_"): "iso8859-14",
+    ord("b"): "iso8859-15",
+    ord("f"): "iso8859-16",
 }
 
 
