@@ -201,8 +201,27 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--agents", type=int, default=8)
     ingest.add_argument("--events", type=int, default=200_000, help="total events")
     ingest.add_argument("--database-url", help="store to benchmark (default: SQLite)")
-    idle = add(bench_sub, "agent", _bench_agent, "The idle agent's RSS and CPU over a period.")
-    idle.add_argument("--seconds", type=float, default=60.0)
+    idle = add(
+        bench_sub,
+        "agent",
+        _bench_agent,
+        "The agent's RSS and CPU over a period: idle (the default), or with --workload "
+        "at work on a busy desktop, checking that no event is missed.",
+    )
+    idle.add_argument("--seconds", type=float, default=60.0, help="measured window")
+    idle.add_argument(
+        "--workload",
+        action="store_true",
+        help="every collector on, ~--processes processes, and a scripted workload "
+        "(process churn, file operations, focus changes on Xvfb, Chromium page visits); "
+        "fails unless every event it produced reaches the server",
+    )
+    idle.add_argument(
+        "--processes",
+        type=int,
+        default=400,
+        help="with --workload: idle processes are added until the machine runs this many",
+    )
     return parser
 
 
