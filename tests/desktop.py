@@ -248,6 +248,10 @@ def _start_xvfb(xauthority: Path, stack: ExitStack) -> tuple[str, subprocess.Pop
                 "1280x800x24",
                 "-nolisten",
                 "tcp",
+                # Without it the server resets whenever its last client disconnects,
+                # and a client connecting during the reset is refused (a probe that
+                # closes just before openbox connects would make openbox fail).
+                "-noreset",
             ],
             pass_fds=(write_fd,),
             stdin=subprocess.DEVNULL,
@@ -287,7 +291,16 @@ def running_desktop(workdir: Path) -> Iterator[Desktop]:
         xauthority = workdir / "Xauthority"
         display, server = _start_xvfb(xauthority, stack)
         desk = Desktop(display, xauthority, workdir, stack, server)
-        desk.spawn(["openbox", "--sm-disable"])
+        log = workdir / "openbox.log"
+        with log.open("wb") as out:
+            wm = subprocess.Popen(
+                ["openbox", "--sm-disable"],
+                env=desk.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+            )
+        stack.callback(_terminate, wm)
         deadline = time.monotonic() + _START_TIMEOUT
         # openbox is ready once it advertises itself on the root window (EWMH).
         while (
@@ -301,8 +314,11 @@ def running_desktop(workdir: Path) -> Iterator[Desktop]:
                 check=False,
             ).stdout
         ):
-            if time.monotonic() > deadline:
-                raise AssertionError("openbox did not start")
+            if time.monotonic() > deadline or wm.poll() is not None:
+                state = "running" if wm.poll() is None else f"exited with {wm.returncode}"
+                raise AssertionError(
+                    f"openbox did not start on {display} ({state}): {log.read_text()[-2000:]}"
+                )
             time.sleep(0.05)
         yield desk
 

@@ -487,6 +487,13 @@ def test_wayland_is_a_permanent_error(outbox: Outbox, monkeypatch: pytest.Monkey
     assert Recorded(outbox).count() == 0
 
 
+def test_remote_display_is_a_permanent_error(outbox: Outbox) -> None:
+    """Collectors never use the network: a display on another host is refused."""
+    with pytest.raises(CollectorError, match="not a local X display") as caught:
+        make(outbox, display="192.0.2.1:0").run(threading.Event())
+    assert caught.value.permanent
+
+
 def test_no_x_display_is_a_permanent_error(
     outbox: Outbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -21,6 +21,7 @@ import pytest
 from sekimori.agent.platform.linux.display import (
     DisplayTarget,
     NoDisplay,
+    RemoteDisplay,
     WaylandSession,
     find_display,
     session_displays,
@@ -64,6 +65,20 @@ def test_settings_come_first(tmp_path: Path) -> None:
     assert target == DisplayTarget(":3", "/set/cookie", None, "settings")
     target = find_display(display=":3", env=env, socket_dir=tmp_path)
     assert target.xauthority == "/env/cookie"
+
+
+@pytest.mark.parametrize("display", ["example.org:0", "10.0.0.5:0.0", "[::1]:0", "garbage"])
+def test_remote_displays_are_refused(tmp_path: Path, display: str) -> None:
+    """python-xlib would dial TCP to the host: collectors never use the network."""
+    with pytest.raises(RemoteDisplay, match="not a local X display"):
+        find_display(display=display, env={}, socket_dir=tmp_path)
+    with pytest.raises(RemoteDisplay, match="DISPLAY"):
+        find_display(env={"DISPLAY": display}, socket_dir=tmp_path)
+
+
+@pytest.mark.parametrize("display", [":0", ":1.0", "unix:2", "localhost:10.0"])
+def test_local_displays_are_accepted(tmp_path: Path, display: str) -> None:
+    assert find_display(display=display, env={}, socket_dir=tmp_path).display == display
 
 
 def test_environment_display(tmp_path: Path) -> None:

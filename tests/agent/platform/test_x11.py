@@ -63,6 +63,23 @@ def test_wild_cookie_entries_are_accepted(desktop: Desktop, tmp_path: Path) -> N
         assert conn.active_window() is None
 
 
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory"])
+def test_cookie_path_that_is_not_a_file_is_refused_quickly(
+    desktop: Desktop, tmp_path: Path, kind: str
+) -> None:
+    """Discovery takes the cookie path from users' process environments: a FIFO must
+    not block the agent, nor /dev/zero fill its memory. Either is simply no cookie."""
+    path = tmp_path / "cookie"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        path = Path("/dev/zero")
+    with pytest.raises(X11Error, match="cannot open X display"):
+        X11Connection(desktop.display, str(path))
+
+
 def test_local_entry_for_another_host_is_not_used(desktop: Desktop, tmp_path: Path) -> None:
     other = tmp_path / "other-host"
     cookie = b"\x01" * 16

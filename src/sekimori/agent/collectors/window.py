@@ -44,6 +44,7 @@ from sekimori.agent.platform.linux.display import (
     X11_SOCKET_DIR,
     DisplayTarget,
     NoDisplay,
+    RemoteDisplay,
     WaylandSession,
     find_display,
 )
@@ -77,7 +78,8 @@ class WindowSettings(CollectorSettings, kw_only=True):
     interval_seconds: Annotated[float, msgspec.Meta(gt=0)] = 1.0
     """While the user is idle: how often to check whether input resumed."""
     display: str = ""
-    """X display to watch (``":0"``); empty: ``$DISPLAY``, else discover the session's."""
+    """X display to watch (``":0"``, local only); empty: ``$DISPLAY``, else discover the
+    session's."""
     xauthority: str = ""
     """Cookie file for that display; empty: ``$XAUTHORITY`` or the session's own."""
     record_titles: bool = True
@@ -147,7 +149,7 @@ class WindowCollector(Collector):
                 socket_dir=self.socket_dir,
                 proc=self.proc_dir,
             )
-        except WaylandSession as exc:
+        except (WaylandSession, RemoteDisplay) as exc:
             raise CollectorError(str(exc), permanent=True) from None
         except NoDisplay as exc:
             # A PC that has had an X session (the cursor says so) is between sessions:

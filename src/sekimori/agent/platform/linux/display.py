@@ -32,6 +32,7 @@ from typing import Literal
 __all__ = [
     "DisplayTarget",
     "NoDisplay",
+    "RemoteDisplay",
     "WaylandSession",
     "find_display",
     "session_displays",
@@ -50,6 +51,10 @@ class NoDisplay(Exception):
 
 class WaylandSession(Exception):
     """The session is Wayland: window titles cannot be observed."""
+
+
+class RemoteDisplay(Exception):
+    """The configured display is on another host: collectors do not use the network."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +162,16 @@ def session_displays(
     return sessions, wayland
 
 
+def _require_local(display: str, source: str) -> None:
+    # "host:0" makes python-xlib dial TCP to that host; "localhost:N" (SSH X11
+    # forwarding) stays on the loopback interface.
+    if _display_number(display) is None:
+        raise RemoteDisplay(
+            f"{source} {display!r} is not a local X display (:N, unix:N or localhost:N);"
+            " collectors do not connect to other hosts"
+        )
+
+
 def find_display(
     *,
     display: str = "",
@@ -168,11 +183,12 @@ def find_display(
     """Choose the X display to watch (see the module docstring for the order).
 
     ``display``/``xauthority`` come from settings ("" = not set). Raises
-    ``WaylandSession`` for a Wayland session and ``NoDisplay`` when there is no X
-    display at all.
+    ``WaylandSession`` for a Wayland session, ``NoDisplay`` when there is no X
+    display at all, and ``RemoteDisplay`` for a display on another host.
     """
     cookie = xauthority or None
     if display:
+        _require_local(display, "the window collector's display setting")
         return DisplayTarget(display, cookie or env.get("XAUTHORITY") or None, None, "settings")
     reason = wayland_reason(env)
     if reason is not None:
@@ -181,6 +197,7 @@ def find_display(
             "application are unavailable on Wayland"
         )
     if env.get("DISPLAY"):
+        _require_local(env["DISPLAY"], "DISPLAY")
         return DisplayTarget(
             env["DISPLAY"], cookie or env.get("XAUTHORITY") or None, None, "environment"
         )

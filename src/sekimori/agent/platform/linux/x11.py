@@ -17,6 +17,7 @@ import contextlib
 import os
 import select
 import socket
+import stat
 import struct
 import threading
 from collections.abc import Iterator
@@ -45,6 +46,8 @@ _TITLE_LONGS = 256
 _CONNECT_LOCK = threading.Lock()
 _FAMILY_LOCAL = 256  # Xauth address families: a host name, or any host
 _FAMILY_WILD = 65535
+# Real cookie files hold a few entries of ~50 bytes; anything past this is ignored.
+_MAX_XAUTHORITY = 64 * 1024
 
 
 class X11Error(Exception):
@@ -90,16 +93,29 @@ def client_process(pid: int, proc: Path = Path("/proc")) -> ClientProcess:
     return ClientProcess(exe=exe, uid=uid)
 
 
+def _read_cookie_file(path: str) -> bytes:
+    """The bytes of a cookie file; empty unless it is a regular file of sane size.
+
+    The path may come from another user's process environment (discovery), so it is
+    not trusted: a FIFO must not block the agent, nor /dev/zero exhaust its memory.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return b""
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return b""
+        return f.read(_MAX_XAUTHORITY)
+
+
 def _xauthority_entries(path: str) -> list[tuple[int, bytes, bytes, bytes, bytes]]:
     """(family, address, display number, auth name, auth data) of each entry.
 
     Parsed here rather than by python-xlib, which prints warnings to stdout and
     ignores FamilyWild entries (which display managers such as gdm write).
     """
-    try:
-        raw = Path(path).read_bytes()
-    except OSError:
-        return []
+    raw = _read_cookie_file(path)
     entries: list[tuple[int, bytes, bytes, bytes, bytes]] = []
     pos = 0
     try:
