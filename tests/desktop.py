@@ -45,6 +45,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -156,6 +157,9 @@ class Desktop:
         # wmTimeout: now and then Xt's shell waits for a window manager reply that never
         # comes while xterm sizes its window before mapping it; the default is 5 s.
         command = ["sh", "-c", script, str(fifo)]
+        # Registered first so that it runs after xterm is stopped: a shell that xterm
+        # had not yet handed its terminal to would survive xterm, blocked on the fifo.
+        self._stack.callback(_kill_processes_naming, fifo)
         proc = self.spawn(["xterm", "-xrm", "*wmTimeout: 100", *args, "-T", title, "-e", *command])
         window = self.wait_window(re.escape(title), pid=proc.pid)
         return XTerm(window=window, pid=proc.pid, title=title, fifo=fifo, proc=proc)
@@ -210,6 +214,19 @@ class Desktop:
     def set_title(self, window: int, title: str) -> None:
         """Rename ``window`` from outside (sets WM_NAME and _NET_WM_NAME)."""
         self.xdotool("set_window", "--name", title, str(window))
+
+
+def _kill_processes_naming(path: Path) -> None:
+    """SIGKILL the processes whose command line names ``path`` (a unique fifo)."""
+    needle = str(path).encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if needle in (entry / "cmdline").read_bytes():
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            continue  # gone meanwhile
 
 
 def _terminate(proc: subprocess.Popen[bytes]) -> None:
