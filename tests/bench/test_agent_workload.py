@@ -32,13 +32,21 @@ def _window(title: str, time_us: int = 2_000, cause: str = "focus") -> Row:
     return Row("window.focus", time_us, payload)
 
 
+def _process(what: str, pid: int, start: int, argv: list[str] | None = None) -> Row:
+    payload: dict[str, object] = {"pid": pid, "start_time_us": start}
+    if argv is not None:
+        payload["argv"] = argv
+    return Row(f"process.{what}", 2_000, payload)
+
+
 def _complete() -> list[Row]:
     return [
-        Row("process.started", 2_000, {"pid": 100, "argv": ["churn-0", "0.1"]}),
-        Row("process.started", 2_000, {"pid": 101, "argv": ["churn-1", "0.1"]}),
-        Row("process.started", 2_000, {"pid": 555, "argv": ["/usr/bin/xdotool"]}),
-        Row("process.stopped", 2_000, {"pid": 100}),
-        Row("process.stopped", 2_000, {"pid": 101}),
+        _process("started", 100, 7, ["churn-0", "0.1"]),
+        _process("started", 101, 8, ["churn-1", "0.1"]),
+        _process("started", 555, 9, ["/usr/bin/xdotool"]),
+        _process("stopped", 100, 7),
+        _process("stopped", 101, 8),
+        _process("stopped", 101, 3),  # an earlier process with the same pid
         Row("file.created", 2_000, {"path": "/h/a"}),
         Row("file.modified", 2_000, {"path": "/h/m"}),
         Row("file.moved", 2_000, {"src": "/h/a", "dest": "/h/b"}),
@@ -63,6 +71,7 @@ def test_everything_recorded_is_matched() -> None:
         ("page visits", 1, 1),
     ]
     assert checks[0].extra == 1  # the xdotool start is not the churn's
+    assert checks[1].extra == 1  # nor the stop of the pid's earlier process
 
 
 def test_missing_events_are_named() -> None:
@@ -74,7 +83,9 @@ def test_missing_events_are_named() -> None:
     ]
     by_name = {c.name: c for c in compare(_produced(), rows, WINDOW_START)}
     assert by_name["process starts"].missing == ["churn-1 (pid 101)"]
-    assert by_name["process stops"].missing == []
+    # Without its start, its stop cannot be told from that of another process with
+    # the same pid: it counts as missing too.
+    assert by_name["process stops"].missing == ["churn-1 (pid 101)"]
     assert by_name["file renames"].missing == ["/h/a -> /h/b"]
     assert by_name["page visits"].missing == ["http://127.0.0.1:1/v0"]
 

@@ -327,12 +327,16 @@ def compare(produced: Produced, rows: list[Row], window_start_us: int) -> list[C
     by_kind: dict[str, list[Row]] = {kind: [] for kind in _CHECKED_KINDS}
     for row in rows:
         by_kind[row.kind].append(row)
+    # (argv[0], pid) -> start time: pids are reused (pid_max may be 32768), a
+    # process's (pid, start time) is not.
     started = {
-        (str(r.payload["argv"][0]), int(r.payload["pid"]))
+        (str(r.payload["argv"][0]), int(r.payload["pid"])): int(r.payload["start_time_us"])
         for r in by_kind["process.started"]
         if r.payload.get("argv")
     }
-    stopped = {int(r.payload["pid"]) for r in by_kind["process.stopped"]}
+    stopped = {
+        (int(r.payload["pid"]), int(r.payload["start_time_us"])) for r in by_kind["process.stopped"]
+    }
     created = {str(r.payload["path"]) for r in by_kind["file.created"]}
     modified = {str(r.payload["path"]) for r in by_kind["file.modified"]}
     moved = {(str(r.payload["src"]), str(r.payload["dest"])) for r in by_kind["file.moved"]}
@@ -346,6 +350,7 @@ def compare(produced: Produced, rows: list[Row], window_start_us: int) -> list[C
     ]
     visited = {str(r.payload["url"]) for r in by_kind["web.visit"]}
     spawned = produced.spawned
+    ended = [(tag, pid) for tag, pid in spawned if (pid, started.get((tag, pid), -1)) in stopped]
     return [
         Check(
             "process starts",
@@ -356,8 +361,8 @@ def compare(produced: Produced, rows: list[Row], window_start_us: int) -> list[C
         Check(
             "process stops",
             len(spawned),
-            [f"{tag} (pid {pid})" for tag, pid in spawned if pid not in stopped],
-            extra=len(by_kind["process.stopped"]) - sum(1 for _, p in spawned if p in stopped),
+            [f"{tag} (pid {pid})" for tag, pid in spawned if (tag, pid) not in ended],
+            extra=len(by_kind["process.stopped"]) - len(ended),
         ),
         Check("file creations", len(produced.created), _absent(produced.created, created)),
         Check("file writes", len(produced.modified), _absent(produced.modified, modified)),
