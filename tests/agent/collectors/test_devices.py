@@ -34,6 +34,7 @@ from sekimori.protocol.events.device import (
     UsbAttached,
     UsbDetached,
 )
+from tests.agent.collectors.harness import RunningCollector
 from tests.agent.platform.test_mounts import MOUNTINFO, build_sysfs
 from tests.agent.platform.test_usb import (
     PIXEL,
@@ -66,30 +67,14 @@ def count(outbox: Outbox, kind: str) -> int:
     return sum(1 for k, _ in events(outbox) if k == kind)
 
 
-class Running:
-    """The collector's run() in a thread; stop() joins and re-raises its failure."""
+class Running(RunningCollector):
+    """The collector's run() in a thread (see harness.RunningCollector)."""
 
     def __init__(self, outbox: Outbox, **settings: Any) -> None:
         settings.setdefault("interval_seconds", 0.05)
         conf = msgspec.convert(settings, DeviceSettings)
-        self.collector = DeviceCollector(conf, Sink(outbox, "devices"))
-        self.stop_event = threading.Event()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.collector.run(self.stop_event)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread by stop()
-            self.error = exc
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.thread.join(10)
-        assert not self.thread.is_alive(), "collector did not stop"
-        if self.error is not None:
-            raise self.error
+        collector = DeviceCollector(conf, Sink(outbox, "devices"))
+        super().__init__(collector)
 
 
 @pytest.fixture

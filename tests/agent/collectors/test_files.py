@@ -35,6 +35,7 @@ from sekimori.protocol.events.file import (
     FileModified,
     FileMoved,
 )
+from tests.agent.collectors.harness import RunningCollector
 
 Seen = tuple[str, str | None, Payload]
 
@@ -62,29 +63,13 @@ def paths_of(seen: list[Seen], kind: str) -> list[str]:
     return [path_of(p) for k, _, p in seen if k == kind]
 
 
-class Running:
-    """The collector's run() in a thread; stop() joins and re-raises its failure."""
+class Running(RunningCollector):
+    """The collector's run() in a thread (see harness.RunningCollector)."""
 
     def __init__(self, outbox: Outbox, **settings: Any) -> None:
         conf = msgspec.convert(settings, FileSettings)
-        self.collector = FileCollector(conf, Sink(outbox, "files"))
-        self.stop_event = threading.Event()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.collector.run(self.stop_event)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread by stop()
-            self.error = exc
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.thread.join(10)
-        assert not self.thread.is_alive(), "collector did not stop"
-        if self.error is not None:
-            raise self.error
+        collector = FileCollector(conf, Sink(outbox, "files"))
+        super().__init__(collector)
 
 
 @pytest.fixture

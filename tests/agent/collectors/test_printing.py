@@ -24,6 +24,7 @@ from sekimori.agent.outbox import Outbox
 from sekimori.protocol.codec import decode_payload
 from sekimori.protocol.events import Payload
 from sekimori.protocol.events.printing import PrintJob, PrintPage
+from tests.agent.collectors.harness import RunningCollector
 from tests.agent.platform.test_cups import PAGE, T_TOTAL, TOTAL
 
 Seen = tuple[str, int, str | None, Payload]
@@ -44,30 +45,14 @@ def wait_for(outbox: Outbox, found: Callable[[int], bool], timeout: float = 10.0
         time.sleep(0.02)
 
 
-class Running:
-    """The collector's run() in a thread; stop() joins and re-raises its failure."""
+class Running(RunningCollector):
+    """The collector's run() in a thread (see harness.RunningCollector)."""
 
     def __init__(self, outbox: Outbox, **settings: Any) -> None:
         settings.setdefault("interval_seconds", 0.05)
         conf = msgspec.convert(settings, PrintingSettings)
-        self.collector = PrintingCollector(conf, Sink(outbox, "printing"))
-        self.stop_event = threading.Event()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.collector.run(self.stop_event)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread by stop()
-            self.error = exc
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.thread.join(10)
-        assert not self.thread.is_alive(), "collector did not stop"
-        if self.error is not None:
-            raise self.error
+        collector = PrintingCollector(conf, Sink(outbox, "printing"))
+        super().__init__(collector)
 
 
 @pytest.fixture

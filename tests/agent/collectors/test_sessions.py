@@ -32,6 +32,7 @@ from sekimori.agent.platform.linux.utmp import DEAD_PROCESS, USER_PROCESS
 from sekimori.protocol.codec import decode_payload
 from sekimori.protocol.events import Payload
 from sekimori.protocol.events.session import Boot, Logoff, Logon, Resume, Shutdown, Suspend
+from tests.agent.collectors.harness import RunningCollector
 from tests.agent.platform.test_utmp import utmp_record
 
 Seen = tuple[str, int, str | None, Payload]
@@ -68,34 +69,18 @@ class FakeClocks:
         return monotonic + self.asleep_ns, monotonic
 
 
-class Running:
-    """The collector's run() in a thread; stop() joins and re-raises its failure."""
+class Running(RunningCollector):
+    """The collector's run() in a thread (see harness.RunningCollector)."""
 
     def __init__(
         self, outbox: Outbox, clocks: Callable[[], tuple[int, int]] | None = None, **settings: Any
     ) -> None:
         settings.setdefault("interval_seconds", 0.05)
         conf = msgspec.convert(settings, SessionSettings)
-        self.collector = SessionCollector(conf, Sink(outbox, "sessions"))
+        collector = SessionCollector(conf, Sink(outbox, "sessions"))
         if clocks is not None:
-            self.collector.clocks = clocks
-        self.stop_event = threading.Event()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.collector.run(self.stop_event)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread by stop()
-            self.error = exc
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.thread.join(10)
-        assert not self.thread.is_alive(), "collector did not stop"
-        if self.error is not None:
-            raise self.error
+            collector.clocks = clocks
+        super().__init__(collector)
 
 
 @pytest.fixture
