@@ -76,6 +76,8 @@ class AgentSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     batch_max_events: int = 5_000
     batch_max_bytes: int = 2 * MiB
     inflight_batches: int = 4
+    # After new events arrive on an idle channel, wait this long to send them together.
+    batch_linger_seconds: float = 0.2
     backoff_initial_seconds: float = 0.5
     backoff_max_seconds: float = 300.0
     connect_timeout_seconds: float = 10.0

@@ -203,6 +203,10 @@ class ChannelClient:
             if not events:
                 window.release()
                 await self._wakeup.wait()
+                # Linger briefly once woken: collectors append a few events at a time,
+                # and one batch for what arrives in this window costs a fraction of
+                # one batch (compress, frame, ack, delete) per append.
+                await asyncio.sleep(self._settings.batch_linger_seconds)
                 continue
             compression, body = encode_batch_body(events)
             await ws.send(

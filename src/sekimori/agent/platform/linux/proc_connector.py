@@ -20,6 +20,7 @@ timestamp_ns (CLOCK_MONOTONIC), then the event's own fields.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import select
 import socket
@@ -153,7 +154,8 @@ class ProcConnector:
         """
         events, self._buffered = self._buffered, []
         overrun = False
-        if not events and not self._poll.poll(max(0, int(timeout * 1000))):
+        # Rounded up: a wait under 1 ms must not become poll(0), a busy spin.
+        if not events and not self._poll.poll(max(0, math.ceil(timeout * 1000))):
             return events, overrun
         while True:
             try:
