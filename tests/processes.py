@@ -57,7 +57,29 @@ def wait_for(
         time.sleep(interval)
 
 
-class ServerProcess:
+class _Child:
+    """A sekimori child process with its log file: stop (SIGTERM), kill, read the log."""
+
+    proc: subprocess.Popen[bytes] | None
+    log_path: Path
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(30)
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(30)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class ServerProcess(_Child):
     def __init__(self, data_dir: Path, database_url: str, **overrides: str) -> None:
         self.data_dir = data_dir
         self.database_url = database_url
@@ -122,21 +144,6 @@ class ServerProcess:
         ) as response:
             return str(response.read().decode())
 
-    def stop(self) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(30)
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(30)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
     def engine(self) -> sa.Engine:
         if self._engine is None:
             self._engine = create_store_engine(self.database_url)
@@ -173,7 +180,7 @@ class ServerProcess:
             return int(conn.execute(sa.text(sql), params).scalar_one())
 
 
-class AgentProcess:
+class AgentProcess(_Child):
     """``sekimori agent run``. Collectors are off unless listed in ``collectors``: the
     channel tests count exactly the events they inject, and each collector is tested on
     its own (and end to end in test_collectors_e2e)."""
@@ -212,18 +219,3 @@ class AgentProcess:
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
-
-    def stop(self) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(30)
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(30)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
