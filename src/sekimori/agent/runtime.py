@@ -12,7 +12,7 @@ from typing import Any
 from sekimori import __version__
 from sekimori.agent.channel import ChannelClient, ChannelEnd
 from sekimori.agent.collectors.registry import COLLECTORS
-from sekimori.agent.collectors.supervisor import Supervisor
+from sekimori.agent.collectors.supervisor import Supervisor, is_enabled
 from sekimori.agent.host import host_info
 from sekimori.agent.identity import Identity
 from sekimori.agent.outbox import Outbox
@@ -29,9 +29,12 @@ EXIT_REFUSED = 3
 def collector_settings(settings: AgentSettings) -> dict[str, dict[str, Any]]:
     """The collectors' settings, with what the agent itself knows filled in: the file
     collector must never watch the agent's own state (its outbox writes would report
-    themselves in a loop)."""
+    themselves in a loop). A disabled file collector gets nothing: settings beyond
+    ``enabled`` would make the supervisor import it to check them."""
     out = {name: dict(values) for name, values in settings.collectors.items()}
-    out.setdefault("files", {}).setdefault("state_dir", str(Path(settings.state_dir).resolve()))
+    files = out.setdefault("files", {})
+    if is_enabled("files", files):
+        files.setdefault("state_dir", str(Path(settings.state_dir).resolve()))
     return out
 
 

@@ -19,7 +19,7 @@ from sekimori.agent.collectors.base import Collector, CollectorError, CollectorS
 from sekimori.agent.outbox import Outbox
 from sekimori.protocol.events import CollectorHealth
 
-__all__ = ["CollectorConfigError", "Supervisor"]
+__all__ = ["CollectorConfigError", "Supervisor", "is_enabled"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,15 @@ def _health(
     )
 
 
+def is_enabled(name: str, values: Mapping[str, Any]) -> bool:
+    """Whether a collector's settings leave it enabled (the default), read without
+    its settings class; raises CollectorConfigError if ``enabled`` is not a boolean."""
+    try:
+        return msgspec.convert(values.get("enabled", True), bool, strict=False)
+    except msgspec.ValidationError as exc:
+        raise CollectorConfigError(f"collector {name!r}: {exc} - at `$.enabled`") from None
+
+
 class Supervisor:
     def __init__(
         self,
@@ -63,11 +72,16 @@ class Supervisor:
         self._restart = (restart_initial_seconds, restart_max_seconds)
         self._plan: list[tuple[type[Collector], CollectorSettings]] = []
         self._disabled: list[str] = []
-        for name, cls in collectors.items():
+        for name in collectors:
+            values = settings.get(name, {})
+            if not is_enabled(name, values) and set(values) <= {"enabled"}:
+                # Switched off and nothing else configured: its module is not even
+                # imported (see registry), so it costs no memory.
+                self._disabled.append(name)
+                continue
+            cls = collectors[name]
             try:
-                conf = msgspec.convert(
-                    dict(settings.get(name, {})), cls.settings_type, strict=False
-                )
+                conf = msgspec.convert(dict(values), cls.settings_type, strict=False)
             except msgspec.ValidationError as exc:
                 raise CollectorConfigError(f"collector {name!r}: {exc}") from None
             if conf.enabled:
