@@ -34,7 +34,7 @@ def test_every_future_resolves_after_commit_and_a_bad_batch_fails_alone(
     metrics = Metrics()
     writer = IngestWriter(engine, metrics, commit_events=1_000_000)
     # A row the store refuses (NULL kind violates NOT NULL) poisons its group commit.
-    bad_row: EventRow = ("d2", 1, 1, now_us(), None, None, "{}")  # type: ignore[assignment]
+    bad_row: EventRow = ("d2", 1, 1, now_us(), None, None, "{}", None, None)  # type: ignore[assignment]
     poison = StoredBatch(device_id="d2", through_seq=1, rows=[bad_row])
 
     async def scenario() -> list[object]:

@@ -132,7 +132,7 @@ def test_devices_revoke_resolve_and_online(engine: sa.Engine) -> None:
 
 def _rows(device_id: str, seqs: range) -> StoredBatch:
     rows: list[EventRow] = [
-        (device_id, s, s, now_us(), "agent.log", None, f'{{"n":{s}}}') for s in seqs
+        (device_id, s, s, now_us(), "agent.log", None, f'{{"n":{s}}}', None, None) for s in seqs
     ]
     return StoredBatch(device_id=device_id, through_seq=seqs[-1], rows=rows)
 

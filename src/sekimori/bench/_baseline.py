@@ -19,7 +19,7 @@ from sekimori.server.store.events import EventRow
 
 __all__ = ["RawInsert", "postgres_insert_rate", "sqlite_insert_rate"]
 
-_COLUMNS = "device_id, seq, time_us, received_us, kind, os_user, payload"
+_COLUMNS = "device_id, seq, time_us, received_us, kind, os_user, payload, tag, subject"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +51,7 @@ def sqlite_insert_rate(
     try:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
-        sql = f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"  # noqa: S608 - constant
+        sql = f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608 - constant
         start = time.perf_counter()
         for chunk in chunks:
             db.execute("BEGIN")
@@ -70,7 +70,7 @@ def postgres_insert_rate(url: str, chunks: Sequence[list[EventRow]]) -> RawInser
     import psycopg
 
     _migrate(url)
-    sql = f"INSERT INTO events ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)"  # noqa: S608 - constant
+    sql = f"INSERT INTO events ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"  # noqa: S608 - constant
     with psycopg.connect(url) as conn:
         start = time.perf_counter()
         for chunk in chunks:

@@ -15,6 +15,7 @@ import msgspec
 from sekimori.agent.outbox import PendingEvent
 from sekimori.clock import now_us
 from sekimori.protocol.events import AgentLog
+from sekimori.server.event_fields import event_fields
 from sekimori.server.store.events import EventRow
 
 __all__ = ["KIND", "make_events", "server_rows"]
@@ -91,6 +92,7 @@ def server_rows(
                 event.kind,
                 event.os_user,
                 _json.encode(event.payload).decode("utf-8"),
+                *event_fields(event.payload),
             )
         )
     return rows

@@ -48,6 +48,7 @@ from sekimori.protocol import (
     encode_message,
 )
 from sekimori.server.enrollment import check_host_fields, enroll_device
+from sekimori.server.event_fields import event_fields
 from sekimori.server.ingest import IngestWriter, StoreUnavailable
 from sekimori.server.metrics import Metrics
 from sekimori.server.pki import PKI, EnrollmentRefused, peer_device_certificate
@@ -347,6 +348,7 @@ class AgentChannel:
                 )
                 rejections.append(Rejection(seq=event.seq, reason=exc.message))
                 continue
+            tag, subject = event_fields(payload)
             rows.append(
                 (
                     device_id,
@@ -356,6 +358,8 @@ class AgentChannel:
                     event.kind,
                     event.os_user,
                     _json.encode(payload).decode("utf-8"),
+                    tag,
+                    subject,
                 )
             )
         session.received_through = max(floor, batch.last_seq)

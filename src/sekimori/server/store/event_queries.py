@@ -21,6 +21,8 @@ class StoredEvent:
     kind: str
     os_user: str | None
     payload: str
+    tag: str | None = None
+    subject: str | None = None
 
 
 def recent_events(

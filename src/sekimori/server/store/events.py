@@ -19,8 +19,8 @@ from sekimori.server.store.schema import devices, events, quarantine
 
 __all__ = ["EventRow", "QuarantineRow", "StoredBatch", "count_events", "write_batches"]
 
-# (device_id, seq, time_us, received_us, kind, os_user, payload_json)
-EventRow = tuple[str, int, int, int, str, str | None, str]
+# (device_id, seq, time_us, received_us, kind, os_user, payload_json, tag, subject)
+EventRow = tuple[str, int, int, int, str, str | None, str, str | None, str | None]
 
 
 @dataclass(slots=True)
@@ -43,7 +43,17 @@ class StoredBatch:
     inserted: int = 0
 
 
-_EVENT_COLUMNS = ("device_id", "seq", "time_us", "received_us", "kind", "os_user", "payload")
+_EVENT_COLUMNS = (
+    "device_id",
+    "seq",
+    "time_us",
+    "received_us",
+    "kind",
+    "os_user",
+    "payload",
+    "tag",
+    "subject",
+)
 _sql_cache: dict[tuple[str, str, int], str] = {}
 
 

@@ -9,12 +9,16 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 __all__ = [
+    "audit_head",
+    "audit_log",
+    "console_sessions",
     "devices",
     "enrollment_tokens",
     "events",
     "groups",
     "metadata",
     "quarantine",
+    "user_groups",
     "users",
 ]
 
@@ -81,6 +85,76 @@ users = sa.Table(
     sa.Column("role", sa.String(32), nullable=False),
     sa.Column("disabled", sa.Boolean, nullable=False, default=False),
     sa.Column("created_us", sa.BigInteger, nullable=False),
+    # True: sees every device group (the first administrator); otherwise only the
+    # groups listed in user_groups.
+    sa.Column("all_groups", sa.Boolean, nullable=False, default=False),
+    # Base32 TOTP secret once enrolled (RFC 6238), and the last time step accepted
+    # (a code is never accepted twice).
+    sa.Column("totp_secret", sa.String(64), nullable=True),
+    sa.Column("totp_last_step", sa.BigInteger, nullable=True),
+    sa.Column("failed_logins", sa.Integer, nullable=False, default=0),
+    sa.Column("locked_until_us", sa.BigInteger, nullable=True),
+    sa.Column("last_login_us", sa.BigInteger, nullable=True),
+    # "en" / "ja"; NULL follows the browser's Accept-Language.
+    sa.Column("locale", sa.String(8), nullable=True),
+)
+
+# The device groups a (not all_groups) user may see and act on.
+user_groups = sa.Table(
+    "user_groups",
+    metadata,
+    sa.Column(
+        "user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("group_id", sa.Integer, sa.ForeignKey("groups.id"), primary_key=True),
+    sa.Index("ix_user_groups_group", "group_id"),
+)
+
+# Console sessions live on the server (revocable at once, unlike signed cookies); the
+# cookie carries a random token and only its SHA-256 is stored.
+console_sessions = sa.Table(
+    "console_sessions",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column(
+        "user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("created_us", sa.BigInteger, nullable=False),
+    sa.Column("last_seen_us", sa.BigInteger, nullable=False),
+    sa.Column("expires_us", sa.BigInteger, nullable=False, index=True),
+    sa.Column("csrf_token", sa.String(64), nullable=False),
+    # True between a correct password and the TOTP code: nothing but /login/totp.
+    sa.Column("mfa_pending", sa.Boolean, nullable=False, default=False),
+    sa.Column("client_ip", sa.String(64), nullable=False, default=""),
+    sa.Index("ix_console_sessions_user", "user_id"),
+)
+
+# The audit trail: append-only and hash-chained. Each entry's hash covers its fields
+# and the previous entry's hash, so editing or deleting an entry breaks the chain;
+# audit_head holds the last seq and hash, so deleting the newest entries shows too.
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("time_us", sa.BigInteger, nullable=False),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("client_ip", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(255), nullable=False),
+    # JSON object with the details (search terms, old/new values, result).
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Index("ix_audit_log_time", "time_us"),
+    sa.Index("ix_audit_log_actor_time", "actor", "time_us"),
+)
+
+audit_head = sa.Table(
+    "audit_head",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
 )
 
 # Events: the primary key (device_id, seq) is the deduplication key, so retries and
@@ -97,7 +171,14 @@ events = sa.Table(
     sa.Column("os_user", sa.String(256), nullable=True),
     # The validated payload as JSON text.
     sa.Column("payload", sa.Text, nullable=False),
+    # Extracted at ingest (sekimori.server.event_fields) so the console can search and
+    # group without parsing JSON: a short grouping key (web host, application,
+    # executable name, USB vendor:product) and the searchable text (URL and title,
+    # window title, path, command line).
+    sa.Column("tag", sa.String(255), nullable=True),
+    sa.Column("subject", sa.Text, nullable=True),
     sa.Index("ix_events_time", "time_us"),
+    sa.Index("ix_events_kind_time", "kind", "time_us"),
     sa.Index("ix_events_device_time", "device_id", "time_us"),
 )
 
