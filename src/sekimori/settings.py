@@ -67,6 +67,17 @@ class ServerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # Group commit: the ingest writer gathers up to this many events per transaction.
     ingest_commit_events: int = 20_000
     enrollment_token_max_hours: float = 24.0 * 30
+    # The console: TLS "auto" serves HTTPS (the server certificate) unless the console
+    # listens on loopback only; "off" off loopback is refused at start.
+    console_tls: Literal["auto", "on", "off"] = "auto"
+    # Times in the console and the hour-of-day reports use this IANA time zone.
+    console_timezone: str = "UTC"
+    console_session_idle_minutes: float = 60.0
+    console_session_max_hours: float = 12.0
+    # The URL agents dial, shown in the enrollment command (default wss://<fqdn>:port).
+    public_agent_url: str = ""
+    # Agents older than this are "outdated" on the dashboard (default: this server's).
+    minimum_agent_version: str = ""
 
 
 class AgentSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -167,6 +178,21 @@ def load_settings(
     data = _merge(data, _env_overrides(env))
     try:
         # strict=False lets environment strings become ints, floats and booleans.
-        return msgspec.convert(data, Settings, strict=False)
+        settings = msgspec.convert(data, Settings, strict=False)
     except msgspec.ValidationError as exc:
         raise SettingsError(f"invalid setting: {exc}") from exc
+    _check_console(settings.server)
+    return settings
+
+
+def _check_console(server: ServerSettings) -> None:
+    import zoneinfo  # noqa: PLC0415 - only the server needs it; the agent stays light
+
+    try:
+        zoneinfo.ZoneInfo(server.console_timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise SettingsError(
+            f"server.console_timezone: {server.console_timezone!r} is not an IANA time zone"
+        ) from exc
+    if server.console_session_idle_minutes <= 0 or server.console_session_max_hours <= 0:
+        raise SettingsError("server.console_session_*: must be positive")

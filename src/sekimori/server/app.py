@@ -15,9 +15,9 @@ from websockets.asyncio.server import serve
 
 from sekimori.server.bootstrap import InitResult, initialize
 from sekimori.server.channel import AgentChannel
+from sekimori.server.console.app import console_uses_tls, create_console_app
 from sekimori.server.ingest import IngestWriter
 from sekimori.server.metrics import Metrics
-from sekimori.server.ops import create_ops_app
 from sekimori.settings import Settings
 
 __all__ = ["SekimoriServer"]
@@ -50,16 +50,25 @@ class SekimoriServer:
         """Serve until ``stop`` is set, then shut down cleanly."""
         cfg = self.settings.server
         self.writer.start()
+        tls = console_uses_tls(cfg)
         ops = _EmbeddedUvicorn(
             uvicorn.Config(
-                create_ops_app(
-                    self.engine, self.metrics, lambda: len(self.channel.connected_devices)
+                create_console_app(
+                    self.settings,
+                    self.engine,
+                    self.metrics,
+                    pki=self.pki,
+                    connected=lambda: self.channel.connected_devices,
                 ),
                 host=cfg.console_host,
                 port=cfg.console_port,
                 log_config=None,
                 lifespan="off",
                 access_log=False,
+                # Off loopback the console speaks HTTPS with the server certificate
+                # (the one agents pin through the deployment CA).
+                ssl_certfile=str(self.pki.server_cert_path) if tls else None,
+                ssl_keyfile=str(self.pki.server_key_path) if tls else None,
             )
         )
         tasks: list[asyncio.Task[None]] = []
@@ -83,9 +92,10 @@ class SekimoriServer:
                     asyncio.create_task(ops.serve()),
                 ]
                 log.info(
-                    "sekimori server: agents on wss://%s:%d, ops on http://%s:%d",
+                    "sekimori server: agents on wss://%s:%d, console on %s://%s:%d",
                     cfg.agent_host,
                     cfg.agent_port,
+                    "https" if tls else "http",
                     cfg.console_host,
                     cfg.console_port,
                 )

@@ -18,10 +18,14 @@ from starlette.routing import Route
 from sekimori import __version__
 from sekimori.server.metrics import Metrics
 
-__all__ = ["create_ops_app"]
+__all__ = ["create_ops_app", "ops_routes"]
 
 
 def create_ops_app(engine: sa.Engine, metrics: Metrics, connected: Callable[[], int]) -> Starlette:
+    return Starlette(routes=ops_routes(engine, metrics, connected))
+
+
+def ops_routes(engine: sa.Engine, metrics: Metrics, connected: Callable[[], int]) -> list[Route]:
     def _ping_store() -> None:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
@@ -38,4 +42,4 @@ def create_ops_app(engine: sa.Engine, metrics: Metrics, connected: Callable[[], 
     async def prometheus(_request: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    return Starlette(routes=[Route("/healthz", healthz), Route("/metrics", prometheus)])
+    return [Route("/healthz", healthz), Route("/metrics", prometheus)]

@@ -1,0 +1,41 @@
+"""What each role may do in the console. Checked on every route, not just in menus."""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+from sekimori.server.console.i18n import N_, gettext
+from sekimori.server.store.users import Role
+
+__all__ = ["PERMISSIONS", "ROLE_LABELS", "Permission", "allowed", "role_label"]
+
+ROLE_LABELS: Final[dict[str, str]] = {
+    "administrator": N_("Administrator"),
+    "operator": N_("Operator"),
+    "auditor": N_("Auditor"),
+    "viewer": N_("Viewer"),
+}
+
+
+def role_label(role: str) -> str:
+    return gettext(ROLE_LABELS.get(role, role))
+
+
+# dashboard: the fleet summary. devices: device list and pages (inventory, status).
+# activity: what people did (logs, reports, a device's timeline) — each view audited.
+# enroll: enrollment tokens and revoking devices. audit: the audit trail.
+# users: console accounts.
+Permission = Literal["dashboard", "devices", "activity", "enroll", "audit", "users"]
+
+PERMISSIONS: Final[dict[Role, frozenset[Permission]]] = {
+    "administrator": frozenset({"dashboard", "devices", "activity", "enroll", "audit", "users"}),
+    # Operators look after devices; they see a device's activity to troubleshoot it.
+    "operator": frozenset({"dashboard", "devices", "activity", "enroll"}),
+    # Auditors read logs, reports and the audit trail, nothing else.
+    "auditor": frozenset({"dashboard", "activity", "audit"}),
+    "viewer": frozenset({"dashboard"}),
+}
+
+
+def allowed(role: Role, permission: Permission) -> bool:
+    return permission in PERMISSIONS.get(role, frozenset())

@@ -1,0 +1,1 @@
+"""Console pages, one module per area; each exports ``routes``."""

@@ -1,0 +1,40 @@
+// Sekimori console: the little script the pages need (CSP allows no inline script).
+// Charts: <canvas data-chart="ID"> with <script type="application/json" id="ID">
+// {"type": "bar", "labels": [...], "datasets": [{"label": "...", "data": [...]}]}.
+(function () {
+  "use strict";
+  function drawCharts(root) {
+    if (typeof Chart === "undefined") return;
+    root.querySelectorAll("canvas[data-chart]").forEach(function (canvas) {
+      if (canvas.dataset.drawn) return;
+      var source = document.getElementById(canvas.dataset.chart);
+      if (!source) return;
+      var spec = JSON.parse(source.textContent);
+      canvas.dataset.drawn = "1";
+      new Chart(canvas, {
+        type: spec.type || "bar",
+        data: { labels: spec.labels, datasets: spec.datasets },
+        options: {
+          responsive: true, maintainAspectRatio: false, animation: false,
+          indexAxis: spec.horizontal ? "y" : "x",
+          plugins: { legend: { display: spec.datasets.length > 1 } },
+          scales: spec.type === "doughnut" ? {} : { x: { stacked: !!spec.stacked }, y: { stacked: !!spec.stacked, beginAtZero: true } }
+        }
+      });
+    });
+  }
+  function bind(root) {
+    root.querySelectorAll("select[data-autosubmit]").forEach(function (select) {
+      select.addEventListener("change", function () { select.form.submit(); });
+    });
+    root.querySelectorAll("[data-copy]").forEach(function (button) {
+      button.addEventListener("click", function () {
+        var target = document.getElementById(button.dataset.copy);
+        if (target && navigator.clipboard) navigator.clipboard.writeText(target.textContent.trim());
+      });
+    });
+    drawCharts(root);
+  }
+  document.addEventListener("DOMContentLoaded", function () { bind(document); });
+  document.addEventListener("htmx:afterSettle", function (e) { bind(e.target); });
+})();
