@@ -105,11 +105,14 @@ class DeviceCollector(Collector):
         self._mount_table = mounts.RemovableMedia(
             conf.mountinfo, sys_root=conf.sys_root, media_roots=tuple(conf.media_roots)
         )
-        while True:
-            state = self._tick(state, first_run=first_run)
-            first_run = False
-            if stop.wait(self.settings.interval_seconds):
-                return
+        try:
+            while True:
+                state = self._tick(state, first_run=first_run)
+                first_run = False
+                if stop.wait(self.settings.interval_seconds):
+                    return
+        finally:
+            self._mount_table.close()
 
     def _tick(self, before: _State, *, first_run: bool) -> _State:
         now = _State(usb=self._scan_usb(before.usb), media=self._scan_media(before.media))

@@ -99,12 +99,14 @@ _TRASH = re.compile(r"/\.local/share/Trash(/(files|info))?$")
 # A file written without pause is still reported after this many coalescing windows.
 _MAX_HOLD_FACTOR = 10
 _MAX_BATCH = 500
-# How long the loop blocks between looks at ``stop`` (a wake-up costs microseconds).
-_STOP_CHECK = 0.25
+# How long the loop blocks between looks at ``stop``: the longest the collector
+# contract allows, as each wake-up of an idle agent costs CPU for nothing.
+_STOP_CHECK = 1.0
 
 
 class FileSettings(CollectorSettings):
-    # How often the mount table is re-read to find removable media.
+    # How often the mount table is checked for removable media (a poll: the kernel
+    # says whether it changed; it is read only then).
     interval_seconds: float = 1.0
     # Directories to watch recursively; empty: every local user's home folder.
     paths: list[str] = msgspec.field(default_factory=list)
@@ -184,10 +186,10 @@ class FileCollector(Collector):
         changes: queue.SimpleQueue[FsChange] = queue.SimpleQueue()
         watcher = TreeWatcher(changes.put, self._exclusions.prune)
         watcher.start()
+        self._mount_table = RemovableMedia()
         try:
             self._roots = self._watch_roots(watcher, conf)
             self._media: dict[str, _Medium] = {}
-            self._mount_table = RemovableMedia()
             self._refresh_media(watcher, conf)
             next_refresh = time.monotonic() + conf.interval_seconds
             while not stop.is_set():
@@ -214,6 +216,7 @@ class FileCollector(Collector):
             self._release(time.monotonic(), everything=True)
             self._flush()
         finally:
+            self._mount_table.close()
             watcher.stop()
 
     # ---- what is watched -------------------------------------------------------------

@@ -241,7 +241,8 @@ def page(permission: Permission) -> Callable[[Handler], Callable[[Request], Awai
 
 class SecurityHeaders:
     """Headers on every console response: no framing, no sniffing, scripts and styles
-    only from the server itself (the vendored htmx and chart library)."""
+    only from the server itself (the vendored htmx and chart library); and a
+    Server-Timing header with the time the server spent."""
 
     def __init__(self, app: ASGIApp, *, tls: bool) -> None:
         self.app = app
@@ -265,6 +266,7 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         static = str(scope.get("path", "")).startswith("/static/")
+        started = time.perf_counter()
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -274,6 +276,11 @@ class SecurityHeaders:
                     for k, v in self.headers
                     if k not in existing and not (static and k == b"cache-control")
                 ]
+                # Server time until the response starts (the page is rendered by
+                # then): what `sekimori bench console` reads, and what a browser's
+                # developer tools show.
+                elapsed_ms = (time.perf_counter() - started) * 1000
+                extra.append((b"server-timing", f"app;dur={elapsed_ms:.1f}".encode()))
                 message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 

@@ -14,8 +14,10 @@ name).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import select
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,9 +166,13 @@ def filesystem_label(source: str, by_label: str | Path = "/dev/disk/by-label") -
 class RemovableMedia:
     """The removable mounts, worked out again only when the mount table changed.
 
-    Reading the table is one small read; deciding removability costs a few sysfs
-    look-ups per mount (dozens of mounts with snaps), so it is skipped while the
-    table's text is unchanged.
+    Deciding removability costs a few sysfs look-ups per mount (dozens of mounts with
+    snaps), so it is skipped while the table's text is unchanged. For a mountinfo
+    file of procfs, the table is not even read while the kernel says it is unchanged:
+    a ``poll`` on an open mountinfo file reports POLLPRI/POLLERR once after each change
+    of the mount namespace's table (proc(5)), one system call against a read and a
+    string comparison of the whole table. Other files (recorded tables in tests) are
+    read each time. Call ``close`` when done.
     """
 
     def __init__(
@@ -181,10 +187,40 @@ class RemovableMedia:
         self._media_roots = media_roots
         self._text: str | None = None
         self._found: list[Mount] = []
+        self._watch: tuple[int, select.poll] | None = None
+        self._started = False
+        self._stale = False
+
+    def _start_watch(self) -> None:
+        """Open the table for change notifications, if it is procfs' (which it is
+        when it lives on the file system of /proc/self)."""
+        self._started = True
+        try:
+            if os.stat(self._path).st_dev != os.stat("/proc/self").st_dev:
+                return
+            fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return
+        poller = select.poll()
+        poller.register(fd, select.POLLPRI)
+        self._watch = (fd, poller)
+
+    def close(self) -> None:
+        if self._watch is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._watch[0])
+            self._watch = None
 
     def current(self) -> list[Mount]:
         """The removable mounts now. Raises OSError if the table cannot be read."""
+        if not self._started:
+            self._start_watch()  # before the first read: a change between is reported
+        elif self._watch is not None and not self._stale:
+            if not self._watch[1].poll(0):
+                return self._found
+            self._stale = True  # the change is consumed: read until a read succeeds
         text = self._path.read_text(encoding="utf-8", errors="surrogateescape")
+        self._stale = False
         if text != self._text:
             self._found = removable_mounts(
                 parse_mountinfo(text), sys_root=self._sys_root, media_roots=self._media_roots

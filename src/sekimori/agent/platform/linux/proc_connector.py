@@ -1,16 +1,21 @@
-"""The kernel's process-events connector: exec and exit as they happen.
+"""The kernel's process-events connector: exec and exit (and fork) as they happen.
 
 A NETLINK_CONNECTOR socket subscribed to CN_IDX_PROC receives one message per
 exec and per exit, so a process living a few milliseconds is still examined while it
-runs, and an exit is timed exactly. The subscriber must be in the initial user and
+runs, and an exit is timed exactly. With ``forks=True`` it also reports each new
+process (not thread) that a fork creates, so a caller can find a process that never
+execs without listing /proc. The subscriber must be in the initial user and
 pid namespaces (and, before Linux 6.6, hold CAP_NET_ADMIN); from inside a container
 the kernel ignores the subscription without a word, so ``ProcConnector`` waits for
 the kernel's acknowledgement and raises ``ConnectorUnavailable`` when none comes or
 it refuses (the caller then polls /proc instead).
 
 Kernels since 6.6 filter events per socket (a ``proc_input`` subscription): we ask
-for exec and exit only, which spares us every fork of every thread. Older kernels
-ignore that message and keep sending all events, which we parse and drop.
+for exec and exit (and fork) only. Older kernels ignore that message and keep sending
+all events. Either way a classic BPF filter on the socket drops, in the kernel, what
+we would drop anyway: the exit and fork of every thread (most exits on a desktop:
+each browser tab's threads), and uid/sid/comm/... events, so the collector is not
+woken for them. Where the filter cannot be attached, they are parsed and dropped.
 
 Message layout (include/uapi/linux/netlink.h, connector.h, cn_proc.h), native
 byte order: nlmsghdr (16 bytes), cn_msg (20 bytes), proc_event: what, cpu,
@@ -19,6 +24,8 @@ timestamp_ns (CLOCK_MONOTONIC), then the event's own fields.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import errno
 import math
 import os
@@ -40,9 +47,11 @@ CN_VAL_PROC = 1
 _NLMSG_DONE = 3
 _PROC_CN_MCAST_LISTEN = 1
 _PROC_EVENT_NONE = 0x00000000
+_PROC_EVENT_FORK = 0x00000001
 _PROC_EVENT_EXEC = 0x00000002
 _PROC_EVENT_EXIT = 0x80000000
 _SO_RCVBUFFORCE = 33
+_SO_ATTACH_FILTER = 26
 
 _NLMSGHDR = struct.Struct("=IHHII")
 _CN_MSG = struct.Struct("=IIIIHH")
@@ -52,15 +61,56 @@ _ERR = struct.Struct("=I")
 _HEADERS = _NLMSGHDR.size + _CN_MSG.size
 
 
+# Offsets in a message: proc_event.what, then the pid and tgid of an exec or exit
+# (process_pid, process_tgid) and of a fork's child (child_pid, child_tgid).
+_WHAT = _HEADERS
+_EVENT_DATA = _HEADERS + _EVENT_HEAD.size
+_FORK_CHILD = _EVENT_DATA + 8
+
+
+def _socket_filter() -> bytes:
+    """Classic BPF: keep acks, execs, and the exits and forks of whole processes."""
+    # Opcodes (linux/filter.h): ld word abs, st M[0], ldx M[0], jeq k, jeq x, ret k.
+    ld, st, ldx, jeq_k, jeq_x, ret = 0x20, 0x02, 0x61, 0x15, 0x1D, 0x06
+    # BPF loads words in network byte order; the fields are in native order.
+    order = struct.Struct(">I")
+
+    def k(value: int) -> int:
+        return int(order.unpack(struct.pack("=I", value))[0])
+
+    keep, drop = 0xFFFFFFFF, 0
+    program = [
+        (ld, 0, 0, _WHAT),  # 0: A = what
+        (jeq_k, 5, 0, k(_PROC_EVENT_EXIT)),  # 1: exit -> 7
+        (jeq_k, 8, 0, k(_PROC_EVENT_FORK)),  # 2: fork -> 11
+        (jeq_k, 1, 0, k(_PROC_EVENT_EXEC)),  # 3: exec -> 5
+        (jeq_k, 0, 1, k(_PROC_EVENT_NONE)),  # 4: the kernel's ack -> 5, else 6
+        (ret, 0, 0, keep),  # 5
+        (ret, 0, 0, drop),  # 6
+        (ld, 0, 0, _EVENT_DATA),  # 7: exit: A = pid
+        (st, 0, 0, 0),  # 8: M[0] = A
+        (ld, 0, 0, _EVENT_DATA + 4),  # 9: A = tgid
+        (jeq_k, 3, 3, 0),  # 10: -> 14 (the comparison)
+        (ld, 0, 0, _FORK_CHILD),  # 11: fork: A = child pid
+        (st, 0, 0, 0),  # 12: M[0] = A
+        (ld, 0, 0, _FORK_CHILD + 4),  # 13: A = child tgid
+        (ldx, 0, 0, 0),  # 14: X = M[0]
+        (jeq_x, 0, 1, 0),  # 15: pid == tgid (a process, not a thread) -> 16, else 17
+        (ret, 0, 0, keep),  # 16
+        (ret, 0, 0, drop),  # 17
+    ]
+    return b"".join(struct.pack("=HBBI", *insn) for insn in program)
+
+
 class ConnectorUnavailable(Exception):
     """The process-events connector cannot be used here; the message says why."""
 
 
 @dataclass(frozen=True, slots=True)
 class ProcEvent:
-    kind: Literal["exec", "exit"]
+    kind: Literal["fork", "exec", "exit"]
     pid: int
-    """The process (thread-group) id; thread exits are not reported."""
+    """The process (thread-group) id; a fork's child. Threads are not reported."""
     time_us: int
     """When the kernel saw it, in microseconds since the epoch."""
 
@@ -68,7 +118,10 @@ class ProcEvent:
 class ProcConnector:
     """A subscribed process-events socket. Raises ConnectorUnavailable on creation."""
 
-    def __init__(self, *, ack_timeout: float = 1.0, receive_buffer: int = 1 << 20) -> None:
+    def __init__(
+        self, *, ack_timeout: float = 1.0, receive_buffer: int = 1 << 20, forks: bool = False
+    ) -> None:
+        self._forks = forks
         try:
             self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR)
         except OSError as exc:
@@ -109,10 +162,20 @@ class ProcConnector:
                 "the kernel did not acknowledge the process-events subscription "
                 "(not in the initial namespaces, or no connector support)"
             )
-        self._send(
-            0, struct.pack("=II", _PROC_CN_MCAST_LISTEN, _PROC_EVENT_EXEC | _PROC_EVENT_EXIT)
-        )
+        wanted = _PROC_EVENT_EXEC | _PROC_EVENT_EXIT | (_PROC_EVENT_FORK if self._forks else 0)
+        self._send(0, struct.pack("=II", _PROC_CN_MCAST_LISTEN, wanted))
+        self._attach_filter()
         self._sock.setblocking(False)
+
+    def _attach_filter(self) -> None:
+        """Drop thread events in the kernel (see the module docstring); best effort."""
+        code = _socket_filter()
+        buffer = ctypes.create_string_buffer(code, len(code))
+        # struct sock_fprog: unsigned short len, (padding), struct sock_filter *filter.
+        fprog = struct.pack("HP", len(code) // 8, ctypes.addressof(buffer))
+        # Without socket filters in this kernel, _parse drops those events instead.
+        with contextlib.suppress(OSError):
+            self._sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
 
     def _send(self, ack: int, body: bytes) -> None:
         cn = _CN_MSG.pack(CN_IDX_PROC, CN_VAL_PROC, 0, ack, len(body), 0) + body
@@ -170,10 +233,10 @@ class ProcConnector:
             events.extend(event for _, _, _, event in self._parse(data) if event is not None)
         return events, overrun
 
-    @staticmethod
-    def _parse(data: bytes) -> list[tuple[int, int, bytes, ProcEvent | None]]:
+    def _parse(self, data: bytes) -> list[tuple[int, int, bytes, ProcEvent | None]]:
         """(cn ack, what, event fields, ProcEvent or None) for each message in ``data``."""
         out: list[tuple[int, int, bytes, ProcEvent | None]] = []
+        forks = self._forks
         offset = 0
         mono_now = time.monotonic_ns()
         wall_now = now_us()
@@ -189,14 +252,19 @@ class ProcConnector:
             what, _, stamp_ns = _EVENT_HEAD.unpack_from(data, start)
             fields = data[start + _EVENT_HEAD.size : start + length - _HEADERS]
             event = None
+            kind: Literal["fork", "exec", "exit"] | None = None
             if what in (_PROC_EVENT_EXEC, _PROC_EVENT_EXIT) and len(fields) >= 8:
                 pid, tgid = _PID_TGID.unpack_from(fields)
                 # Only a thread-group leader's exit ends the process; after exec the
                 # caller is always the leader.
                 if what == _PROC_EVENT_EXEC or pid == tgid:
-                    time_us = wall_now - max(0, mono_now - stamp_ns) // 1000
-                    kind: Literal["exec", "exit"] = "exec" if what == _PROC_EVENT_EXEC else "exit"
-                    event = ProcEvent(kind, tgid, time_us)
+                    kind = "exec" if what == _PROC_EVENT_EXEC else "exit"
+            elif what == _PROC_EVENT_FORK and forks and len(fields) >= 16:
+                pid, tgid = _PID_TGID.unpack_from(fields, 8)
+                if pid == tgid:  # a new process, not a new thread
+                    kind = "fork"
+            if kind is not None:
+                event = ProcEvent(kind, tgid, wall_now - max(0, mono_now - stamp_ns) // 1000)
             out.append((ack, what, fields, event))
         return out
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from Xlib import X, Xatom, error
+from Xlib import X, Xatom, error, ext
 from Xlib.display import Display
 from Xlib.support import connect as xconnect
 
@@ -48,6 +48,10 @@ _FAMILY_LOCAL = 256  # Xauth address families: a host name, or any host
 _FAMILY_WILD = 65535
 # Real cookie files hold a few entries of ~50 bytes; anything past this is ignored.
 _MAX_XAUTHORITY = 64 * 1024
+# The one extension used (input idle time). python-xlib's Display otherwise imports a
+# module and asks the server about every extension both know (RANDR, XInput, SHAPE
+# ...): 1.3 MiB of memory and a round trip each, for nothing here.
+_EXTENSIONS = [("MIT-SCREEN-SAVER", "screensaver")]
 
 
 class X11Error(Exception):
@@ -150,13 +154,16 @@ def _cookie(path: str, display_number: int) -> tuple[bytes, bytes]:
 def _open_display(display: str, xauthority: str | None) -> Display:
     """Connect with the cookie in ``xauthority`` (else ``$XAUTHORITY``/``~/.Xauthority``).
 
-    python-xlib finds the cookie through a module-level hook and leaks its socket
-    when the server refuses the connection; both are handled here, under a lock so
-    that no other connect in this process sees the hooks swapped.
+    python-xlib finds the cookie through a module-level hook, loads the extensions
+    listed in a module-level table, and leaks its socket when the server refuses the
+    connection; all are handled here, under a lock so that no other connect in this
+    process sees the hooks or the table swapped.
     """
     path = xauthority or os.environ.get("XAUTHORITY") or os.path.expanduser("~/.Xauthority")
     opened: list[socket.socket] = []
     original_auth, original_socket = xconnect.get_auth, xconnect.get_socket
+    table = vars(ext)  # python-xlib's stubs do not declare its __extensions__
+    original_extensions = table["__extensions__"]
 
     def get_socket(
         dname: Any, protocol: Literal["tcp", "unix"] | None, host: Any, dno: int
@@ -176,6 +183,7 @@ def _open_display(display: str, xauthority: str | None) -> Display:
 
     with _CONNECT_LOCK:
         xconnect.get_auth, xconnect.get_socket = get_auth, get_socket
+        table["__extensions__"] = _EXTENSIONS
         try:
             return Display(display)
         except BaseException:
@@ -184,6 +192,7 @@ def _open_display(display: str, xauthority: str | None) -> Display:
             raise
         finally:
             xconnect.get_auth, xconnect.get_socket = original_auth, original_socket
+            table["__extensions__"] = original_extensions
 
 
 # COMPOUND_TEXT (X11 "Compound Text Encoding"): ISO 2022 with ASCII in GL and the
