@@ -69,7 +69,13 @@ def run_demo(args: argparse.Namespace) -> int:
             )
         agent = _spawn(["agent", "run", "--state-dir", str(state_dir)], env)
         _show_when_online(result.engine, settings.server.heartbeat_seconds, server)
-        print("Running. See it with 'sekimori device list'. Press Ctrl-C to stop.", flush=True)
+        console = settings.server
+        print(
+            f"Running. Open the console at http://{console.console_host}:{console.console_port}/ "
+            "and log in as admin (the password was printed on the first run; "
+            "'sekimori user passwd admin' sets a new one). Press Ctrl-C to stop.",
+            flush=True,
+        )
         # Block the signals only now, after the children started (they inherit the
         # mask), and wait for one; Ctrl-C also reaches the children directly.
         stop_signals = {signal.SIGINT, signal.SIGTERM}
