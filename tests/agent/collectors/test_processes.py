@@ -427,6 +427,33 @@ def test_the_connector_catches_processes_that_live_less_than_a_tick(
     run.stop()
 
 
+def test_a_fork_that_never_execs_is_found_without_listing_proc(
+    outbox: Outbox, collector: Callable[..., Running], children: list[subprocess.Popen[bytes]]
+) -> None:
+    """With the connector, /proc is listed only every _RECONCILE_SECONDS: a forked
+    child that keeps its parent's image is found through the kernel's fork event."""
+    run = collector().start(outbox)
+    if run.collector.connector_status != "active":
+        pytest.skip("polling finds forks by listing /proc")
+    wait_until("the first snapshot", lambda: events(outbox))
+    script = "import os, time\nif os.fork() == 0:\n    time.sleep(30)\nos.wait()"
+    parent = spawn(children, sys.executable, "-c", script)
+    started(outbox, parent, PYTHON)
+    child = wait_until(
+        "the forked child",
+        lambda: [
+            s.payload
+            for s in events(outbox)
+            if isinstance(s.payload, ProcessStarted) and s.payload.ppid == parent
+        ],
+    )[-1]
+    assert child.exe == PYTHON and child.argv == [sys.executable, "-c", script]
+    os.kill(child.pid, signal.SIGKILL)
+    assert stopped(outbox, child.pid).exact_time
+    children[0].wait(10)
+    run.stop()
+
+
 def test_without_connector_it_says_it_polls(outbox: Outbox) -> None:
     run = Running(outbox, use_connector=False, interval_seconds=0.2).start(outbox)
     assert run.collector.connector_status == "off: disabled by settings (polling /proc)"

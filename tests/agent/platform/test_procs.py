@@ -335,6 +335,33 @@ def test_connector_ignores_thread_exits(connector: ProcConnector) -> None:
     assert [e.kind for e in events] == ["exec", "exit"]
 
 
+def test_connector_reports_forks_of_processes_not_threads_when_asked() -> None:
+    try:
+        conn = ProcConnector(forks=True)
+    except ConnectorUnavailable as exc:
+        pytest.skip(f"process-events connector not permitted here: {exc}")
+    script = (
+        "import os, threading\n"
+        "t = threading.Thread(target=lambda: None); t.start(); t.join()\n"
+        "pid = os.fork()\n"
+        "if pid == 0: os._exit(0)\n"
+        "os.waitpid(pid, 0); print(pid)"
+    )
+    with conn:
+        with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE) as child:
+            grandchild = int(child.communicate(timeout=30)[0])
+        got: list[ProcEvent] = []
+        deadline = time.monotonic() + 10
+        while sum(e.kind == "exit" and e.pid in (child.pid, grandchild) for e in got) < 2:
+            assert time.monotonic() < deadline, f"no exits of {child.pid}, {grandchild}: {got}"
+            got += conn.read(0.2)[0]
+    mine = [e for e in got if e.pid == child.pid]
+    theirs = [e for e in got if e.pid == grandchild]
+    assert [e.kind for e in mine] == ["fork", "exec", "exit"]
+    # The grandchild never execs; the thread's fork (another task id) is not reported.
+    assert [e.kind for e in theirs] == ["fork", "exit"]
+
+
 def test_connector_is_refused_inside_a_pid_namespace() -> None:
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         pytest.skip("creating a pid namespace needs root and unshare")
