@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import socket
 
 import msgspec
 
 from sekimori.cli.common import CommandError, parse_duration, settings_from_args
 from sekimori.cli.server_cmds import announce
 from sekimori.clock import format_us, now_us
+from sekimori.server.agent_command import agent_url, enroll_command
 from sekimori.server.bootstrap import initialize, open_store
 from sekimori.server.store.devices import (
     Device,
@@ -40,7 +40,7 @@ def token_create(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     finally:
         result.engine.dispose()
-    url = args.server_url or f"wss://{socket.getfqdn()}:{settings.server.agent_port}"
+    url = agent_url(settings.server, args.server_url or "")
     print(
         f"Token for group {issued.group!r}, valid until {format_us(issued.expires_us)}, "
         "usable once:"
@@ -48,10 +48,7 @@ def token_create(args: argparse.Namespace) -> int:
     print(issued.token)
     print()
     print("On the PC to enroll, run:")
-    print(
-        f"  sekimori agent enroll --server {url} --token {issued.token} "
-        f"--ca-fingerprint SHA256:{result.pki.ca_fingerprint()}"
-    )
+    print(f"  {enroll_command(url, issued.token, result.pki.ca_fingerprint())}")
     return 0
 
 

@@ -59,6 +59,10 @@ devices = sa.Table(
     sa.Column("acked_seq", sa.BigInteger, nullable=False, default=0),
     sa.Column("outbox_events", sa.BigInteger, nullable=False, default=0),
     sa.Column("dropped_total", sa.BigInteger, nullable=False, default=0),
+    # The console's device list sorts and pages on these (0003).
+    sa.Index("ix_devices_hostname", "hostname", "id"),
+    sa.Index("ix_devices_last_seen", "last_seen_us", "id"),
+    sa.Index("ix_devices_group", "group_id", "hostname"),
 )
 
 enrollment_tokens = sa.Table(
@@ -178,6 +182,8 @@ events = sa.Table(
     sa.Index("ix_events_time", "time_us"),
     sa.Index("ix_events_kind_time", "kind", "time_us"),
     sa.Index("ix_events_device_time", "device_id", "time_us"),
+    # A device page's newest inventory and collector health, and its timeline by kind.
+    sa.Index("ix_events_device_kind_time", "device_id", "kind", "time_us"),
 )
 
 # Events that arrived in a valid batch but failed validation (unknown kind, wrong
