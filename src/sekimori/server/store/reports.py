@@ -1,0 +1,514 @@
+"""Activity reports: web access, application time, logon hours, copies to removable
+media, USB devices — aggregated in SQL over one kind's ``(kind, time_us)`` index
+range, top-N limited, within the user's scope.
+
+Local time: days and hours are those of the console's time zone, DST included.
+SQLite has no time zones, so the store never asks the database for local time:
+* days: the UTC instants of the local midnights in the range are computed here and
+  a CASE maps each event time to its day (exact across DST changes);
+* hours of the day: events are counted per UTC quarter hour (every zone's offset is
+  a whole number of quarter hours) and each quarter is given its local hour here.
+
+Payload fields are read with ``json_extract`` on SQLite and the JSONB operators on
+PostgreSQL (the payload column is TEXT) through ``json_text``/``json_int``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from sekimori.server.store.event_search import EventCriteria, event_conditions, hostnames
+from sekimori.server.store.schema import devices, events, groups
+from sekimori.server.store.scope import Scope
+
+__all__ = [
+    "AppReport",
+    "AppTime",
+    "Count",
+    "LogonDay",
+    "RemovableCopy",
+    "RemovableReport",
+    "RemovableTotal",
+    "UsbReport",
+    "UsbSighting",
+    "WebReport",
+    "apps_report",
+    "day_starts",
+    "json_int",
+    "json_text",
+    "logons_report",
+    "removable_report",
+    "usb_report",
+    "web_report",
+]
+
+TOP = 20
+ROWS = 200
+_QUARTER_US = 900_000_000
+
+
+# -- dialect helpers -------------------------------------------------------------
+
+
+def json_text(dialect: str, column: sa.ColumnElement[Any], *path: str) -> sa.ColumnElement[str]:
+    """The payload field at ``path`` as text (NULL when absent or null)."""
+    if dialect == "postgresql":
+        doc: sa.ColumnElement[Any] = sa.cast(column, postgresql.JSONB)
+        for key in path[:-1]:
+            doc = doc.op("->")(key)
+        return doc.op("->>", return_type=sa.Text)(path[-1])
+    return sa.func.json_extract(column, "$." + ".".join(path), type_=sa.Text)
+
+
+def json_int(dialect: str, column: sa.ColumnElement[Any], *path: str) -> sa.ColumnElement[int]:
+    """The payload field at ``path`` as an integer (NULL when absent or null)."""
+    if dialect == "postgresql":
+        return sa.cast(json_text(dialect, column, *path), sa.BigInteger)
+    return sa.func.json_extract(column, "$." + ".".join(path), type_=sa.BigInteger)
+
+
+def _first_word(dialect: str, column: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
+    """The text up to the first space (a web visit's subject is "URL title")."""
+    if dialect == "postgresql":
+        return sa.func.split_part(column, " ", 1, type_=sa.Text)
+    return sa.func.substr(column, 1, sa.func.instr(column + " ", " ") - 1, type_=sa.Text)
+
+
+def day_starts(zone: zoneinfo.ZoneInfo, since_us: int, until_us: int) -> list[dt.date]:
+    """The local dates the range touches, first to last."""
+    first = dt.datetime.fromtimestamp(since_us / 1e6, tz=zone).date()
+    last = dt.datetime.fromtimestamp((until_us - 1) / 1e6, tz=zone).date()
+    return [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def _midnight_us(zone: zoneinfo.ZoneInfo, day: dt.date) -> int:
+    return int(dt.datetime.combine(day, dt.time(), tzinfo=zone).timestamp() * 1_000_000)
+
+
+def _day_index(
+    zone: zoneinfo.ZoneInfo, criteria: EventCriteria
+) -> tuple[sa.ColumnElement[int], list[dt.date]]:
+    """A SQL expression giving each event's local day as an index into the list."""
+    days = day_starts(zone, criteria.since_us, criteria.until_us)
+    whens = [
+        (events.c.time_us < _midnight_us(zone, day + dt.timedelta(days=1)), index)
+        for index, day in enumerate(days[:-1])
+    ]
+    if not whens:
+        return sa.literal(0, sa.Integer), days
+    return sa.case(*whens, else_=len(days) - 1), days
+
+
+def _kind(scope: Scope, criteria: EventCriteria, *kinds: str) -> list[sa.ColumnElement[bool]]:
+    return event_conditions(scope, EventCriteria(**{**_as_dict(criteria), "kinds": kinds}))
+
+
+def _as_dict(criteria: EventCriteria) -> dict[str, Any]:
+    return {name: getattr(criteria, name) for name in EventCriteria.__slots__}
+
+
+def _dialect(engine: sa.Engine) -> str:
+    return engine.dialect.name
+
+
+# -- web -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Count:
+    key: str
+    count: int
+    users: int = 0
+    devices: int = 0
+    who: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class WebReport:
+    domains: list[Count]
+    sites: list[Count]
+    by_who: list[Count]
+    hours: list[int]  # 24 visit counts, local hour of day 0..23
+    total: int
+
+
+def web_report(
+    engine: sa.Engine, scope: Scope, criteria: EventCriteria, timezone: str, *, by: str = "user"
+) -> WebReport:
+    """Top domains and sites, top domains per ``by`` (user, device or group), and
+    visits per local hour of the day."""
+    dialect = _dialect(engine)
+    where = _kind(scope, criteria, "web.visit")
+    count = sa.func.count().label("n")
+    users = sa.func.count(sa.distinct(events.c.os_user)).label("users")
+    devs = sa.func.count(sa.distinct(events.c.device_id)).label("devices")
+    url = _first_word(dialect, events.c.subject).label("url")
+    quarter = (events.c.time_us // _QUARTER_US).label("quarter")
+    with engine.connect() as conn:
+        domains = conn.execute(
+            sa.select(events.c.tag, count, users, devs)
+            .where(*where)
+            .group_by(events.c.tag)
+            .order_by(count.desc(), events.c.tag)
+            .limit(TOP)
+        ).all()
+        sites = conn.execute(
+            sa.select(url, count, users, devs)
+            .where(*where)
+            .group_by(url)
+            .order_by(count.desc(), url)
+            .limit(TOP)
+        ).all()
+        by_who = _web_by_who(conn, where, by)
+        quarters = conn.execute(
+            sa.select(quarter, count).where(*where).group_by(quarter).order_by(quarter)
+        ).all()
+    zone = zoneinfo.ZoneInfo(timezone)
+    hours = [0] * 24
+    for row in quarters:
+        local = dt.datetime.fromtimestamp(row.quarter * (_QUARTER_US // 1_000_000), tz=zone)
+        hours[local.hour] += int(row.n)
+    return WebReport(
+        domains=[Count(r.tag or "", r.n, r.users, r.devices) for r in domains],
+        sites=[Count(r.url or "", r.n, r.users, r.devices) for r in sites],
+        by_who=by_who,
+        hours=hours,
+        total=sum(hours),
+    )
+
+
+def _web_by_who(
+    conn: sa.Connection, where: Sequence[sa.ColumnElement[bool]], by: str
+) -> list[Count]:
+    count = sa.func.count().label("n")
+    if by == "group":
+        who: sa.ColumnElement[Any] = groups.c.name
+        source: sa.FromClause = events.join(devices, devices.c.id == events.c.device_id).join(
+            groups, groups.c.id == devices.c.group_id
+        )
+    elif by == "device":
+        who = events.c.device_id
+        source = events
+    else:
+        who = events.c.os_user
+        source = events
+    rows = conn.execute(
+        sa.select(who.label("who"), events.c.tag, count)
+        .select_from(source)
+        .where(*where)
+        .group_by(who, events.c.tag)
+        .order_by(count.desc(), who, events.c.tag)
+        .limit(ROWS)
+    ).all()
+    names = hostnames(conn, (r.who for r in rows)) if by == "device" else {}
+    return [Count(r.tag or "", r.n, who=names.get(r.who, r.who or "")) for r in rows]
+
+
+# -- applications ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AppTime:
+    day: dt.date | None
+    user: str
+    application: str
+    title: str
+    duration_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class AppReport:
+    per_day: list[AppTime]  # per day, user and application
+    titles: list[AppTime]  # per day, user, application and window title
+    totals: list[AppTime]  # per application over the range (the chart)
+
+
+def apps_report(
+    engine: sa.Engine, scope: Scope, criteria: EventCriteria, timezone: str
+) -> AppReport:
+    """Focused time per application and window title, per user per local day: the
+    sum of the focus spans that ``window.focus`` and ``window.idle`` events end (a
+    span counts on the day it ended)."""
+    dialect = _dialect(engine)
+    where = [
+        *_kind(scope, criteria, "window.focus", "window.idle"),
+        json_int(dialect, events.c.payload, "previous", "duration_us").is_not(None),
+    ]
+    app = sa.func.coalesce(
+        json_text(dialect, events.c.payload, "previous", "window", "application"), ""
+    ).label("app")
+    title = sa.func.coalesce(
+        json_text(dialect, events.c.payload, "previous", "window", "title"), ""
+    ).label("title")
+    spent = sa.func.sum(json_int(dialect, events.c.payload, "previous", "duration_us")).label(
+        "spent"
+    )
+    user = sa.func.coalesce(events.c.os_user, "").label("user")
+    day, days = _day_index(zoneinfo.ZoneInfo(timezone), criteria)
+    day = day.label("day")
+    with engine.connect() as conn:
+        per_day = conn.execute(
+            sa.select(day, user, app, spent)
+            .where(*where)
+            .group_by(day, user, app)
+            .order_by(day.desc(), spent.desc(), user, app)
+            .limit(ROWS)
+        ).all()
+        titles = conn.execute(
+            sa.select(day, user, app, title, spent)
+            .where(*where)
+            .group_by(day, user, app, title)
+            .order_by(spent.desc(), day.desc(), user, app, title)
+            .limit(ROWS)
+        ).all()
+        totals = conn.execute(
+            sa.select(app, spent).where(*where).group_by(app).order_by(spent.desc(), app).limit(TOP)
+        ).all()
+    return AppReport(
+        per_day=[AppTime(days[r.day], r.user, r.app, "", int(r.spent)) for r in per_day],
+        titles=[AppTime(days[r.day], r.user, r.app, r.title, int(r.spent)) for r in titles],
+        totals=[AppTime(None, "", r.app, "", int(r.spent)) for r in totals],
+    )
+
+
+# -- logons ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LogonDay:
+    day: dt.date
+    user: str
+    first_logon_us: int | None
+    last_logoff_us: int | None
+    sessions: int
+    devices: int
+
+
+def logons_report(
+    engine: sa.Engine, scope: Scope, criteria: EventCriteria, timezone: str
+) -> list[LogonDay]:
+    """Per user and local day: the first logon, the last logoff, and the number of
+    sessions begun (logons) and on how many PCs; newest day first."""
+    day, days = _day_index(zoneinfo.ZoneInfo(timezone), criteria)
+    day = day.label("day")
+    user = sa.func.coalesce(events.c.os_user, events.c.tag, "").label("user")
+    with engine.connect() as conn:
+        logons = conn.execute(
+            sa.select(
+                day,
+                user,
+                sa.func.min(events.c.time_us).label("first"),
+                sa.func.count().label("n"),
+                sa.func.count(sa.distinct(events.c.device_id)).label("devices"),
+            )
+            .where(*_kind(scope, criteria, "session.logon"))
+            .group_by(day, user)
+            .order_by(day.desc(), user)
+            .limit(ROWS * 5)
+        ).all()
+        logoffs = conn.execute(
+            sa.select(day, user, sa.func.max(events.c.time_us).label("last"))
+            .where(*_kind(scope, criteria, "session.logoff"))
+            .group_by(day, user)
+            .order_by(day.desc(), user)
+            .limit(ROWS * 5)
+        ).all()
+    merged: dict[tuple[int, str], dict[str, Any]] = {}
+    for row in logons:
+        merged[(row.day, row.user)] = {"first": row.first, "n": row.n, "devices": row.devices}
+    for row in logoffs:
+        merged.setdefault((row.day, row.user), {"n": 0, "devices": 0})["last"] = row.last
+    return [
+        LogonDay(
+            day=days[index],
+            user=name,
+            first_logon_us=values.get("first"),
+            last_logoff_us=values.get("last"),
+            sessions=int(values["n"]),
+            devices=int(values["devices"]),
+        )
+        for (index, name), values in sorted(merged.items(), key=lambda kv: (-kv[0][0], kv[0][1]))
+    ][:ROWS]
+
+
+# -- removable media -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RemovableTotal:
+    device_id: str
+    hostname: str
+    user: str
+    files: int
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class RemovableCopy:
+    time_us: int
+    device_id: str
+    hostname: str
+    user: str
+    path: str
+    size: int | None
+    medium: str
+
+
+@dataclass(frozen=True, slots=True)
+class RemovableReport:
+    totals: list[RemovableTotal]
+    copies: list[RemovableCopy]  # newest first
+    files: int
+    bytes: int
+
+
+def removable_report(engine: sa.Engine, scope: Scope, criteria: EventCriteria) -> RemovableReport:
+    """File copies to removable media: per PC and user, the latest copies, and the
+    totals over everything in scope."""
+    dialect = _dialect(engine)
+    where = _kind(scope, criteria, "file.copied_to_removable")
+    size = json_int(dialect, events.c.payload, "size")
+    user = sa.func.coalesce(events.c.os_user, "").label("user")
+    files = sa.func.count().label("files")
+    total = sa.func.coalesce(sa.func.sum(size), 0).label("bytes")
+    with engine.connect() as conn:
+        per = conn.execute(
+            sa.select(events.c.device_id, user, files, total)
+            .where(*where)
+            .group_by(events.c.device_id, user)
+            .order_by(total.desc(), files.desc(), events.c.device_id, user)
+            .limit(ROWS)
+        ).all()
+        latest = conn.execute(
+            sa.select(
+                events.c.time_us,
+                events.c.device_id,
+                user,
+                events.c.subject,
+                size.label("size"),
+                events.c.tag,
+            )
+            .where(*where)
+            .order_by(events.c.time_us.desc(), events.c.seq.desc())
+            .limit(ROWS)
+        ).all()
+        overall = conn.execute(sa.select(files, total).where(*where)).one()
+        names = hostnames(conn, [r.device_id for r in per] + [r.device_id for r in latest])
+    return RemovableReport(
+        totals=[
+            RemovableTotal(
+                r.device_id, names.get(r.device_id, r.device_id), r.user, r.files, int(r.bytes)
+            )
+            for r in per
+        ],
+        copies=[
+            RemovableCopy(
+                r.time_us,
+                r.device_id,
+                names.get(r.device_id, r.device_id),
+                r.user,
+                r.subject or "",
+                None if r.size is None else int(r.size),
+                r.tag or "",
+            )
+            for r in latest
+        ],
+        files=int(overall.files),
+        bytes=int(overall.bytes),
+    )
+
+
+# -- USB devices -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UsbSighting:
+    ids: str  # vendor:product
+    serial: str
+    name: str  # manufacturer and product as the device names itself
+    category: str
+    attachments: int
+    pcs: int
+    last_us: int
+    device_id: str = ""
+    hostname: str = ""
+    user: str = ""
+
+    @property
+    def mass_storage(self) -> bool:
+        return self.category == "mass_storage"
+
+
+@dataclass(frozen=True, slots=True)
+class UsbReport:
+    devices: list[UsbSighting]  # one row per USB device (ids and serial)
+    per_pc: list[UsbSighting]  # one row per USB device, PC and user
+
+
+def usb_report(engine: sa.Engine, scope: Scope, criteria: EventCriteria) -> UsbReport:
+    """USB devices attached in the range: per device (vendor:product and serial),
+    and per PC and user; mass storage first."""
+    dialect = _dialect(engine)
+    where = _kind(scope, criteria, "device.usb_attached")
+    serial = sa.func.coalesce(json_text(dialect, events.c.payload, "serial"), "").label("serial")
+    category = sa.func.coalesce(json_text(dialect, events.c.payload, "category"), "other").label(
+        "category"
+    )
+    maker = sa.func.coalesce(json_text(dialect, events.c.payload, "manufacturer"), "").label(
+        "maker"
+    )
+    product = sa.func.coalesce(json_text(dialect, events.c.payload, "product"), "").label("product")
+    ids = sa.func.coalesce(events.c.tag, "").label("ids")
+    user = sa.func.coalesce(events.c.os_user, "").label("user")
+    attachments = sa.func.count().label("n")
+    pcs = sa.func.count(sa.distinct(events.c.device_id)).label("pcs")
+    last = sa.func.max(events.c.time_us).label("last")
+    storage_first = sa.case((category == "mass_storage", 0), else_=1)
+    with engine.connect() as conn:
+        per_device = conn.execute(
+            sa.select(ids, serial, category, maker, product, attachments, pcs, last)
+            .where(*where)
+            .group_by(ids, serial, category, maker, product)
+            .order_by(storage_first, attachments.desc(), ids, serial)
+            .limit(ROWS)
+        ).all()
+        per_pc = conn.execute(
+            sa.select(
+                events.c.device_id, user, ids, serial, category, maker, product, attachments, last
+            )
+            .where(*where)
+            .group_by(events.c.device_id, user, ids, serial, category, maker, product)
+            .order_by(storage_first, last.desc(), events.c.device_id, ids)
+            .limit(ROWS)
+        ).all()
+        names = hostnames(conn, (r.device_id for r in per_pc))
+    return UsbReport(
+        devices=[
+            UsbSighting(
+                r.ids, r.serial, f"{r.maker} {r.product}".strip(), r.category, r.n, r.pcs, r.last
+            )
+            for r in per_device
+        ],
+        per_pc=[
+            UsbSighting(
+                r.ids,
+                r.serial,
+                f"{r.maker} {r.product}".strip(),
+                r.category,
+                r.n,
+                1,
+                r.last,
+                device_id=r.device_id,
+                hostname=names.get(r.device_id, r.device_id),
+                user=r.user,
+            )
+            for r in per_pc
+        ],
+    )
