@@ -31,9 +31,11 @@ __all__ = [
     "generate_password",
     "get_user",
     "get_user_by_name",
+    "group_names",
     "list_users",
     "mark_logged_in",
     "record_totp_step",
+    "set_access",
     "set_disabled",
     "set_locale",
     "set_password",
@@ -310,3 +312,28 @@ def record_totp_step(engine: sa.Engine, user_id: int, step: int) -> bool:
             .values(totp_last_step=step)
         )
         return done.rowcount == 1
+
+
+def set_access(
+    engine: sa.Engine, user_id: int, *, role: Role, all_groups: bool, groups_: list[str]
+) -> None:
+    """Replace a user's role and device groups (groups created if missing; ignored
+    when ``all_groups``). Takes effect on the user's next request."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}")
+    with engine.begin() as conn:
+        changed = conn.execute(
+            sa.update(users).where(users.c.id == user_id).values(role=role, all_groups=all_groups)
+        ).rowcount
+        if changed != 1:
+            raise UserNotFound("no such user")
+        conn.execute(sa.delete(user_groups).where(user_groups.c.user_id == user_id))
+        if not all_groups:
+            for group_id in {ensure_group(conn, name) for name in groups_}:
+                conn.execute(sa.insert(user_groups).values(user_id=user_id, group_id=group_id))
+
+
+def group_names(engine: sa.Engine) -> list[str]:
+    """Every device group's name, for choosing a user's groups."""
+    with engine.connect() as conn:
+        return list(conn.execute(sa.select(groups.c.name).order_by(groups.c.name)).scalars())
