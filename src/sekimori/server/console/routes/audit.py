@@ -19,8 +19,14 @@ from starlette.routing import BaseRoute, Route
 
 from sekimori.clock import now_us
 from sekimori.server.console.i18n import N_, gettext
-from sekimori.server.console.web import PageContext, page
-from sekimori.server.store.audit import AuditEntry, ChainReport, search_audit, verify_chain
+from sekimori.server.console.web import PageContext, client_ip, page
+from sekimori.server.store.audit import (
+    AuditEntry,
+    ChainReport,
+    append_audit,
+    search_audit,
+    verify_chain,
+)
 
 __all__ = ["ACTION_LABELS", "action_label", "routes"]
 
@@ -122,8 +128,15 @@ def _render(ctx: PageContext, *, report: ChainReport | None = None) -> Response:
     except _BadFilter as exc:
         error = str(exc)[:40]
     if report is None:
-        detail = {k: v for k, v in params.items() if v}
-        ctx.audit("audit.view", "", **detail, page=page_no)
+        # Not ctx.audit(**filters): the filter names "action" and "target" are its
+        # own parameters.
+        append_audit(
+            ctx.engine,
+            actor=ctx.user.username,
+            action="audit.view",
+            detail={**{k: v for k, v in params.items() if v}, "page": page_no},
+            client_ip=client_ip(ctx.request),
+        )
     found = (
         search_audit(
             ctx.engine,
