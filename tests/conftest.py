@@ -13,6 +13,9 @@ from hypothesis import HealthCheck, settings
 
 from tests.processes import ServerProcess
 
+# The console's browser fixtures (one Chromium per session, a context per test).
+pytest_plugins = ("tests.console.browser",)
+
 # The suite runs real servers and desktops beside the property tests on 2 cores: a
 # wall-clock deadline per example would fail on load, not on a bug.
 settings.register_profile("sekimori", deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -87,15 +87,19 @@ def _set_session_cookie(console: Console, response: Response, new: NewSession) -
 
 
 def _login_form(
-    console: Console, request: Request, *, error: str | None = None, status: int = 200
+    console: Console,
+    request: Request,
+    *,
+    error: str | None = None,
+    status: int = 200,
+    next_: str | None = None,
 ) -> Response:
     console.activate_locale(None, request)
     token = secrets.token_urlsafe(24)
+    # After a failed attempt the form posted its own `next`: keep it for the retry.
+    target = next_ or safe_next(request.query_params.get("next"))
     response = console.render(
-        request,
-        "login.html",
-        {"error": error, "login_csrf": token, "next": safe_next(request.query_params.get("next"))},
-        status,
+        request, "login.html", {"error": error, "login_csrf": token, "next": target}, status
     )
     response.set_cookie(
         LOGIN_CSRF_COOKIE,
@@ -127,7 +131,9 @@ async def login(request: Request) -> Response:
         await run_in_threadpool(
             append_audit, console.engine, actor=username, action="login.throttled", client_ip=ip
         )
-        return await run_in_threadpool(_login_form, console, request, error="throttled", status=429)
+        return await run_in_threadpool(
+            lambda: _login_form(console, request, error="throttled", status=429, next_=target)
+        )
     result = await run_in_threadpool(authenticate, console.engine, username, password)
     if result.outcome != "ok" or result.user is None:
         console.limiter.failed(ip)
@@ -140,7 +146,9 @@ async def login(request: Request) -> Response:
             client_ip=ip,
         )
         error = "locked" if result.outcome == "locked" else "bad_credentials"
-        return await run_in_threadpool(_login_form, console, request, error=error, status=401)
+        return await run_in_threadpool(
+            lambda: _login_form(console, request, error=error, status=401, next_=target)
+        )
     user = result.user
     new = await run_in_threadpool(
         lambda: create_session(

@@ -1,0 +1,150 @@
+"""Browser harness for the console: Playwright driving the system's Chromium.
+
+Browsers cannot be downloaded where the suite runs, so Playwright launches the Debian
+``chromium`` binary (``SEKIMORI_CHROMIUM`` overrides where it is). One browser serves
+the whole session; every test gets a fresh context (own cookies, own locale), so tests
+stay independent and the suite stays quick.
+
+Loaded as a pytest plugin by ``tests/conftest.py``. Fixtures:
+
+- ``chromium``: the session's browser. Skipped, with the reason, when no Chromium is
+  installed — except under ``CI=true``, where a missing Chromium fails.
+- ``tab``: a fresh context and page on the module's ``console_server``, recording
+  console errors and uncaught page errors. A test ends with no JS error and no Content
+  Security Policy violation, whatever it asserted (checked at teardown).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import pytest
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Error,
+    Page,
+    Playwright,
+    expect,
+    sync_playwright,
+)
+
+from tests.console.conftest import PASSWORD
+from tests.processes import ServerProcess
+
+__all__ = ["Tab", "find_chromium", "login", "logout", "open_tab"]
+
+# The real binaries first: /usr/bin/chromium is Debian's shell wrapper around them.
+_CANDIDATES = (
+    "/usr/lib/chromium/chromium",
+    "/usr/lib/chromium-browser/chromium-browser",
+    "/usr/bin/chromium",
+    "/usr/bin/chromium-browser",
+)
+# Failures should say so in seconds, not after Playwright's default 30 s.
+TIMEOUT_MS = 10_000
+# Chromium reports every non-2xx document or fetch as a console error. A 401 after a
+# wrong password or a 403 page is what some tests expect: those lines are not JS
+# problems and are kept apart from the ones that fail a test.
+_HTTP_STATUS = re.compile(r"^Failed to load resource: the server responded with a status of \d+")
+
+
+def find_chromium() -> str | None:
+    """The Chromium executable to launch, or None if none is installed."""
+    chosen = os.environ.get("SEKIMORI_CHROMIUM")
+    if chosen:
+        return chosen
+    for candidate in _CANDIDATES:
+        if os.access(candidate, os.X_OK) and Path(candidate).is_file():
+            return candidate
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="session")
+def _playwright() -> Iterator[Playwright]:
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="session")
+def chromium(_playwright: Playwright) -> Iterator[Browser]:
+    """One headless Chromium for the whole session."""
+    executable = find_chromium()
+    if executable is None:
+        reason = "no Chromium installed (Debian package chromium, or set SEKIMORI_CHROMIUM)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}: CI must run the browser tests")
+        pytest.skip(reason)
+    browser = _playwright.chromium.launch(executable_path=executable, headless=True)
+    try:
+        yield browser
+    finally:
+        browser.close()
+
+
+@dataclass
+class Tab:
+    """A page in its own browser context, with what its console said."""
+
+    page: Page
+    context: BrowserContext
+    # Uncaught exceptions and console errors (CSP violations are console errors).
+    errors: list[str] = field(default_factory=list)
+    # Console errors that only report an HTTP error status of a loaded resource.
+    http_errors: list[str] = field(default_factory=list)
+
+    def _on_console(self, message: ConsoleMessage) -> None:
+        if message.type != "error":
+            return
+        text = message.text
+        (self.http_errors if _HTTP_STATUS.match(text) else self.errors).append(
+            f"{text} ({message.location.get('url', '')})"
+        )
+
+    def _on_page_error(self, error: Error) -> None:
+        self.errors.append(f"uncaught: {error.message}")
+
+
+def open_tab(browser: Browser, server: ServerProcess, locale: str = "en-US") -> Tab:
+    """A fresh context (no cookies; ``locale`` sets Accept-Language) and page on ``server``."""
+    context = browser.new_context(base_url=f"http://127.0.0.1:{server.console_port}", locale=locale)
+    context.set_default_timeout(TIMEOUT_MS)
+    tab = Tab(page=context.new_page(), context=context)
+    tab.page.on("console", tab._on_console)
+    tab.page.on("pageerror", tab._on_page_error)
+    return tab
+
+
+@pytest.fixture
+def tab(chromium: Browser, console_server: ServerProcess) -> Iterator[Tab]:
+    """A fresh English-speaking browser tab on the module's console server."""
+    opened = open_tab(chromium, console_server)
+    try:
+        yield opened
+    finally:
+        opened.context.close()
+    assert not opened.errors, "the page logged errors:\n" + "\n".join(opened.errors)
+
+
+def login(page: Page, user: str, password: str = PASSWORD, next_: str = "/account") -> None:
+    """Log in through the form, as a person would; returns once logged in, on ``next_``."""
+    page.goto("/login?next=" + quote(next_, safe=""))
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", password)
+    page.click("form[action='/login'] button")
+    expect(page.locator("header .who .user")).to_have_text(user)
+    assert urlsplit(page.url).path == urlsplit(next_).path, page.url
+
+
+def logout(page: Page) -> None:
+    """Log out with the header button; returns on the login page."""
+    page.click("form[action='/logout'] button")
+    page.wait_for_url("**/login")
+    expect(page.locator("input[name=username]")).to_be_visible()
