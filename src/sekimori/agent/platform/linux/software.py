@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import abc
 import os
-import re
 import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import ClassVar
 
@@ -106,10 +105,9 @@ def _signature(paths: list[Path]) -> Signature | None:
 
 # ---- dpkg ------------------------------------------------------------------------------
 
-_DPKG_IN_FLUX = re.compile(
-    r"^Status: \S+ \S+ "
-    r"(half-installed|unpacked|half-configured|triggers-awaited|triggers-pending)$",
-    re.MULTILINE,
+# Package states that mean dpkg is working on the package right now.
+_DPKG_IN_FLUX = frozenset(
+    {"half-installed", "unpacked", "half-configured", "triggers-awaited", "triggers-pending"}
 )
 _DPKG_SETTLE_SECONDS = 30.0
 
@@ -127,10 +125,11 @@ _DPKG_PRESENT = frozenset(
 )
 
 
-def _dpkg_stanzas(text: str) -> Iterator[dict[str, str]]:
+def _dpkg_stanzas(lines: Iterable[str]) -> Iterator[dict[str, str]]:
     """The fields this module needs from each stanza of a dpkg database file."""
     fields: dict[str, str] = {}
-    for line in text.splitlines():
+    for raw in lines:
+        line = raw.rstrip("\n")
         if not line:
             if fields:
                 yield fields
@@ -146,23 +145,32 @@ def _dpkg_stanzas(text: str) -> Iterator[dict[str, str]]:
 
 
 def parse_dpkg_status(
-    text: str, *, origin: str = "status"
+    text: str | Iterable[str], *, origin: str = "status"
 ) -> dict[tuple[str, str], Package | None]:
-    """Entries of a dpkg status-format text, by (name, architecture).
+    """Entries of a dpkg status-format text (or its lines), by (name, architecture).
 
     ``None`` marks a package dpkg knows but whose files are not on disk (removed with
     its configuration kept, or never installed): a journal entry saying so must
     override an older "installed" entry. Raises SoftwareReadError on a stanza without
     Package or Status.
     """
+    return _parse_dpkg(text.splitlines() if isinstance(text, str) else text, origin)[0]
+
+
+def _parse_dpkg(
+    lines: Iterable[str], origin: str
+) -> tuple[dict[tuple[str, str], Package | None], bool]:
+    """``parse_dpkg_status``, and whether a package is in a transitional state."""
     out: dict[tuple[str, str], Package | None] = {}
-    for fields in _dpkg_stanzas(text):
+    in_flux = False
+    for fields in _dpkg_stanzas(lines):
         name = fields.get("Package")
         status = fields.get("Status")
         if not name or not status:
             raise SoftwareReadError(f"dpkg {origin}: stanza without Package/Status: {fields}")
         arch = fields.get("Architecture", "")
         words = status.split()
+        in_flux = in_flux or (len(words) == 3 and words[2] in _DPKG_IN_FLUX)
         if len(words) != 3 or words[2] not in _DPKG_PRESENT:
             out[(name, arch)] = None
             continue
@@ -177,7 +185,7 @@ def parse_dpkg_status(
             source=source,
             source_version=source_version.strip(" ()") or version,
         )
-    return out
+    return out, in_flux
 
 
 class SoftwareSource(abc.ABC):
@@ -234,27 +242,29 @@ class DpkgSource(SoftwareSource):
         raise SoftwareReadError(f"dpkg: {self.admin_dir} kept changing while being read")
 
     def _read_once(self, status: Path) -> list[Package]:
-        texts = [(status.read_text("utf-8", "replace"), "status", status.stat().st_mtime)]
+        files = [(status, "status")]
         # Journal entries (files named by number) override status, in order, as in dpkg.
         updates = self.admin_dir / "updates"
         if updates.is_dir():
             journal = sorted((p for p in updates.iterdir() if p.name.isdigit()), key=_number)
-            for entry in journal:
-                texts.append(
-                    (entry.read_text("utf-8", "replace"), str(entry), entry.stat().st_mtime)
-                )
+            files += [(entry, str(entry)) for entry in journal]
+        merged: dict[tuple[str, str], Package | None] = {}
+        in_flux = False
+        newest = 0.0
+        for path, origin in files:
+            # Line by line: the status file is ~1 MB, and holding it whole (with its
+            # lines) left ~2 MiB of heap behind in the agent, which does not shrink.
+            with path.open(encoding="utf-8", errors="replace") as f:
+                newest = max(newest, os.fstat(f.fileno()).st_mtime)
+                entries, flux = _parse_dpkg(f, origin)
+            merged.update(entries)
+            in_flux = in_flux or flux
         # dpkg writes a package's record in steps (half-installed before its fields are
         # complete). While an operation is under way, keep the last complete list: a
         # record read mid-step would be reported with the wrong metadata. A transitional
         # state older than _DPKG_SETTLE_SECONDS is an interrupted dpkg and is read as is.
-        newest = max(mtime for _, _, mtime in texts)
-        if time.time() - newest < _DPKG_SETTLE_SECONDS and any(
-            _DPKG_IN_FLUX.search(text) for text, _, _ in texts
-        ):
+        if in_flux and time.time() - newest < _DPKG_SETTLE_SECONDS:
             raise SoftwareReadError("dpkg: an installation or removal is in progress")
-        merged: dict[tuple[str, str], Package | None] = {}
-        for text, origin, _ in texts:
-            merged.update(parse_dpkg_status(text, origin=origin))
         return sorted((p for p in merged.values() if p is not None), key=_by_name)
 
 
