@@ -56,6 +56,7 @@ SORTS: Final[dict[str, tuple[sa.ColumnElement[Any], ...]]] = {
     "group": (groups.c.name.asc(), devices.c.hostname.asc(), devices.c.id.asc()),
     "os": (devices.c.os.asc(), devices.c.os_version.asc(), devices.c.hostname.asc(), devices.c.id),
     "version": (devices.c.agent_version.asc(), devices.c.hostname.asc(), devices.c.id.asc()),
+    "-enrolled": (devices.c.enrolled_us.desc(), devices.c.id.desc()),
 }
 
 _NUMERIC = re.compile(r"\d+(?:\.\d+)*")
