@@ -51,6 +51,20 @@ def _events(args: argparse.Namespace) -> int:
     return admin_cmds.events(args)
 
 
+def _user(args: argparse.Namespace) -> int:
+    from sekimori.cli import user_cmds
+
+    handler: Handler = getattr(user_cmds, f"user_{args.user_command}")
+    return handler(args)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from sekimori.cli import audit_cmds
+
+    handler: Handler = getattr(audit_cmds, f"audit_{args.audit_command}")
+    return handler(args)
+
+
 def _agent_run(args: argparse.Namespace) -> int:
     from sekimori.cli import agent_cmds
 
@@ -79,6 +93,73 @@ def _bench_agent(args: argparse.Namespace) -> int:
     from sekimori.bench import agent_idle
 
     return agent_idle.main(args)
+
+
+def _add_user_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    add: Callable[..., argparse.ArgumentParser],
+) -> None:
+    """``user`` and ``audit``: console accounts and the audit trail."""
+    user = sub.add_parser("user", help="Console accounts.", description="Console accounts.")
+    user_sub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    file_help = (
+        "read the password from this file ('-': standard input) instead of generating one; "
+        "never give a password on the command line"
+    )
+    user_add = add(
+        user_sub,
+        "add",
+        _user,
+        "Create a console account; a password is generated and printed once "
+        "unless --password-file is given.",
+    )
+    # No abbreviations: "--password SECRET" must be refused, not taken as --password-file.
+    user_add.allow_abbrev = False
+    user_add.add_argument("name", metavar="NAME")
+    user_add.add_argument(
+        "--role", required=True, choices=["administrator", "operator", "auditor", "viewer"]
+    )
+    user_add.add_argument(
+        "--group",
+        action="append",
+        default=[],
+        help="a device group the user may see (repeatable; none: every group)",
+    )
+    user_add.add_argument("--password-file", help=file_help)
+    user_list = add(user_sub, "list", _user, "List console accounts with their role and state.")
+    user_list.add_argument("--json", action="store_true", help="machine-readable output")
+    passwd = add(
+        user_sub,
+        "passwd",
+        _user,
+        "Set a new password (generated and printed once, or read from --password-file) "
+        "and end the user's sessions.",
+    )
+    passwd.allow_abbrev = False
+    passwd.add_argument("name", metavar="NAME")
+    passwd.add_argument("--password-file", help=file_help)
+    disable = add(user_sub, "disable", _user, "Disable an account: its sessions end at once.")
+    disable.add_argument("name", metavar="NAME")
+    enable = add(user_sub, "enable", _user, "Enable a disabled account again.")
+    enable.add_argument("name", metavar="NAME")
+
+    audit = sub.add_parser(
+        "audit", help="The console's audit trail.", description="The console's audit trail."
+    )
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    add(
+        audit_sub,
+        "verify",
+        _audit,
+        "Check the audit trail's hash chain: exit 0 when intact, "
+        "1 listing every edited or deleted entry.",
+    )
+    listing = add(audit_sub, "list", _audit, "Show the newest audit entries, printed oldest first.")
+    listing.add_argument("--actor", help="only this actor (exact)")
+    listing.add_argument("--action", help="only this action (exact), e.g. login, user.create")
+    listing.add_argument("--since", help="how far back, e.g. 30m, 24h, 7d (default: all)")
+    listing.add_argument("--limit", type=int, default=200, help="at most this many (default 200)")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--kind", action="append", default=[], help="only this kind (repeatable)")
     events.add_argument("--limit", type=int, default=200, help="at most this many (default 200)")
     events.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    _add_user_commands(sub, add)
 
     agent = sub.add_parser(
         "agent",
