@@ -220,7 +220,7 @@ class ProcessCollector(Collector):
             self.connector_status = "off: disabled by settings (polling /proc)"
             return None
         try:
-            connector = ProcConnector(forks=True)
+            connector = ProcConnector(forks=True, deferred=True)
         except ConnectorUnavailable as exc:
             self.connector_status = f"unavailable: {exc} (polling /proc)"
             return None

@@ -68,8 +68,8 @@ _EVENT_DATA = _HEADERS + _EVENT_HEAD.size
 _FORK_CHILD = _EVENT_DATA + 8
 
 
-def _socket_filter() -> bytes:
-    """Classic BPF: keep acks, execs, and the exits and forks of whole processes."""
+def _socket_filter(*, execs: bool, exits: bool, forks: bool) -> bytes:
+    """Classic BPF: keep acks, and the chosen events of whole processes (not threads)."""
     # Opcodes (linux/filter.h): ld word abs, st M[0], ldx M[0], jeq k, jeq x, ret k.
     ld, st, ldx, jeq_k, jeq_x, ret = 0x20, 0x02, 0x61, 0x15, 0x1D, 0x06
     # BPF loads words in network byte order; the fields are in native order.
@@ -81,9 +81,9 @@ def _socket_filter() -> bytes:
     keep, drop = 0xFFFFFFFF, 0
     program = [
         (ld, 0, 0, _WHAT),  # 0: A = what
-        (jeq_k, 5, 0, k(_PROC_EVENT_EXIT)),  # 1: exit -> 7
-        (jeq_k, 8, 0, k(_PROC_EVENT_FORK)),  # 2: fork -> 11
-        (jeq_k, 1, 0, k(_PROC_EVENT_EXEC)),  # 3: exec -> 5
+        (jeq_k, 5 if exits else 4, 0, k(_PROC_EVENT_EXIT)),  # 1: exit -> 7 (or 6)
+        (jeq_k, 8 if forks else 3, 0, k(_PROC_EVENT_FORK)),  # 2: fork -> 11 (or 6)
+        (jeq_k, 1 if execs else 2, 0, k(_PROC_EVENT_EXEC)),  # 3: exec -> 5 (or 6)
         (jeq_k, 0, 1, k(_PROC_EVENT_NONE)),  # 4: the kernel's ack -> 5, else 6
         (ret, 0, 0, keep),  # 5
         (ret, 0, 0, drop),  # 6
@@ -116,36 +116,78 @@ class ProcEvent:
 
 
 class ProcConnector:
-    """A subscribed process-events socket. Raises ConnectorUnavailable on creation."""
+    """A subscribed process-events socket. Raises ConnectorUnavailable on creation.
+
+    ``forks``: report forks of new processes too. ``deferred``: forks and exits wait
+    for the next ``read`` that returns (an exec, or the timeout) instead of waking it:
+    they arrive on a second socket that ``read`` drains without waiting on it, merged
+    in the kernel's order. Their times are the kernel's, so only the delivery is late;
+    a collector that needs an exec at once (to read a short-lived process while it
+    runs) is then woken once per process instead of three times.
+    """
 
     def __init__(
-        self, *, ack_timeout: float = 1.0, receive_buffer: int = 1 << 20, forks: bool = False
+        self,
+        *,
+        ack_timeout: float = 1.0,
+        receive_buffer: int = 1 << 20,
+        forks: bool = False,
+        deferred: bool = False,
     ) -> None:
         self._forks = forks
-        try:
-            self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR)
-        except OSError as exc:
-            raise ConnectorUnavailable(f"cannot open a connector socket: {exc}") from None
         self._buffered: list[ProcEvent] = []
-        try:
-            self._setup(ack_timeout, receive_buffer)
-        except BaseException:
-            self._sock.close()
-            raise
+        self._late: socket.socket | None = None
+        self._sock = self._subscribe(
+            ack_timeout,
+            receive_buffer,
+            execs=True,
+            exits=not deferred,
+            forks=forks and not deferred,
+        )
+        if deferred:
+            try:
+                self._late = self._subscribe(
+                    ack_timeout, receive_buffer * 2, execs=False, exits=True, forks=forks
+                )
+            except BaseException:
+                self._sock.close()
+                raise
         self._poll = select.poll()
         self._poll.register(self._sock, select.POLLIN)
 
-    def _setup(self, ack_timeout: float, receive_buffer: int) -> None:
+    def _subscribe(
+        self, ack_timeout: float, receive_buffer: int, *, execs: bool, exits: bool, forks: bool
+    ) -> socket.socket:
+        try:
+            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR)
+        except OSError as exc:
+            raise ConnectorUnavailable(f"cannot open a connector socket: {exc}") from None
+        try:
+            self._setup(sock, ack_timeout, receive_buffer)
+            wanted = (
+                (_PROC_EVENT_EXEC if execs else 0)
+                | (_PROC_EVENT_EXIT if exits else 0)
+                | (_PROC_EVENT_FORK if forks else 0)
+            )
+            self._send(sock, 0, struct.pack("=II", _PROC_CN_MCAST_LISTEN, wanted))
+            self._attach_filter(sock, _socket_filter(execs=execs, exits=exits, forks=forks))
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def _setup(self, sock: socket.socket, ack_timeout: float, receive_buffer: int) -> None:
         # A burst of exits (a build finishing) must not overflow the socket: ask for a
         # large buffer, beyond rmem_max when we are allowed to (root).
         for option in (_SO_RCVBUFFORCE, socket.SO_RCVBUF):
             try:
-                self._sock.setsockopt(socket.SOL_SOCKET, option, receive_buffer)
+                sock.setsockopt(socket.SOL_SOCKET, option, receive_buffer)
                 break
             except OSError:
                 continue
         try:
-            self._sock.bind((0, CN_IDX_PROC))
+            sock.bind((0, CN_IDX_PROC))
         except OSError as exc:
             raise ConnectorUnavailable(f"cannot join the process-events group: {exc}") from None
         # The classic subscription (all events) is acknowledged by the kernel, which
@@ -155,48 +197,45 @@ class ProcConnector:
         # The kernel multicasts its answer (ack + 1) to every subscriber, so the number
         # must be ours alone, or another agent's subscription would pass for ours (even
         # from inside a container): our netlink port id is unique.
-        ack = self._sock.getsockname()[0] & 0x7FFFFFFF
-        self._send(ack, struct.pack("=I", _PROC_CN_MCAST_LISTEN))
-        if not self._await_ack(ack, time.monotonic() + ack_timeout):
+        ack = sock.getsockname()[0] & 0x7FFFFFFF
+        self._send(sock, ack, struct.pack("=I", _PROC_CN_MCAST_LISTEN))
+        if not self._await_ack(sock, ack, time.monotonic() + ack_timeout):
             raise ConnectorUnavailable(
                 "the kernel did not acknowledge the process-events subscription "
                 "(not in the initial namespaces, or no connector support)"
             )
-        wanted = _PROC_EVENT_EXEC | _PROC_EVENT_EXIT | (_PROC_EVENT_FORK if self._forks else 0)
-        self._send(0, struct.pack("=II", _PROC_CN_MCAST_LISTEN, wanted))
-        self._attach_filter()
-        self._sock.setblocking(False)
 
-    def _attach_filter(self) -> None:
-        """Drop thread events in the kernel (see the module docstring); best effort."""
-        code = _socket_filter()
+    @staticmethod
+    def _attach_filter(sock: socket.socket, code: bytes) -> None:
+        """Drop unwanted events in the kernel (see the module docstring); best effort."""
         buffer = ctypes.create_string_buffer(code, len(code))
         # struct sock_fprog: unsigned short len, (padding), struct sock_filter *filter.
         fprog = struct.pack("HP", len(code) // 8, ctypes.addressof(buffer))
         # Without socket filters in this kernel, _parse drops those events instead.
         with contextlib.suppress(OSError):
-            self._sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
+            sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
 
-    def _send(self, ack: int, body: bytes) -> None:
+    @staticmethod
+    def _send(sock: socket.socket, ack: int, body: bytes) -> None:
         cn = _CN_MSG.pack(CN_IDX_PROC, CN_VAL_PROC, 0, ack, len(body), 0) + body
-        port = self._sock.getsockname()[0]
+        port = sock.getsockname()[0]
         header = _NLMSGHDR.pack(_NLMSGHDR.size + len(cn), _NLMSG_DONE, 0, 0, port)
         try:
-            self._sock.send(header + cn)
+            sock.send(header + cn)
         except OSError as exc:
             raise ConnectorUnavailable(f"cannot subscribe to process events: {exc}") from None
 
-    def _await_ack(self, ack: int, deadline: float) -> bool:
+    def _await_ack(self, sock: socket.socket, ack: int, deadline: float) -> bool:
         """Wait for the kernel's answer (what=NONE, ack+1); raise if it refuses."""
         while (left := deadline - time.monotonic()) > 0:
-            self._sock.settimeout(left)
+            sock.settimeout(left)
             try:
-                data = self._sock.recv(65536)
+                data = sock.recv(65536)
             except TimeoutError:
                 return False
             except OSError as exc:
                 raise ConnectorUnavailable(f"cannot read process events: {exc}") from None
-            for msg_ack, what, payload, event in self._parse(data):
+            for msg_ack, what, payload, event in self._parse(data, self._clock()):
                 if what == _PROC_EVENT_NONE and msg_ack == ack + 1:
                     (err,) = _ERR.unpack_from(payload)
                     if err:
@@ -216,30 +255,48 @@ class ProcConnector:
         caller must reconcile by listing /proc.
         """
         events, self._buffered = self._buffered, []
-        overrun = False
         # Rounded up: a wait under 1 ms must not become poll(0), a busy spin.
-        if not events and not self._poll.poll(max(0, math.ceil(timeout * 1000))):
-            return events, overrun
+        ready = bool(events) or bool(self._poll.poll(max(0, math.ceil(timeout * 1000))))
+        if not ready and self._late is None:
+            return events, False
+        clock = self._clock()
+        overrun = self._drain(self._sock, events, clock) if ready else False
+        if self._late is not None:
+            late: list[ProcEvent] = []
+            overrun = self._drain(self._late, late, clock) or overrun
+            if late:
+                # One clock for both: the kernel's order is the order of the times.
+                events = sorted(events + late, key=lambda event: event.time_us)
+        return events, overrun
+
+    def _drain(self, sock: socket.socket, into: list[ProcEvent], clock: tuple[int, int]) -> bool:
+        """Append what ``sock`` holds; returns whether the kernel dropped messages."""
+        overrun = False
         while True:
             try:
-                data = self._sock.recv(65536)
+                data = sock.recv(65536)
             except BlockingIOError:
-                break
+                return overrun
             except OSError as exc:
                 if exc.errno == errno.ENOBUFS:  # the kernel dropped messages
                     overrun = True
                     continue
                 raise
-            events.extend(event for _, _, _, event in self._parse(data) if event is not None)
-        return events, overrun
+            into.extend(event for _, _, _, event in self._parse(data, clock) if event is not None)
 
-    def _parse(self, data: bytes) -> list[tuple[int, int, bytes, ProcEvent | None]]:
+    @staticmethod
+    def _clock() -> tuple[int, int]:
+        """(monotonic ns, wall µs) now: converts the kernel's event times."""
+        return time.monotonic_ns(), now_us()
+
+    def _parse(
+        self, data: bytes, clock: tuple[int, int]
+    ) -> list[tuple[int, int, bytes, ProcEvent | None]]:
         """(cn ack, what, event fields, ProcEvent or None) for each message in ``data``."""
         out: list[tuple[int, int, bytes, ProcEvent | None]] = []
         forks = self._forks
         offset = 0
-        mono_now = time.monotonic_ns()
-        wall_now = now_us()
+        mono_now, wall_now = clock
         while offset + _HEADERS + _EVENT_HEAD.size <= len(data):
             length = _NLMSGHDR.unpack_from(data, offset)[0]
             if length < _HEADERS:
@@ -270,6 +327,8 @@ class ProcConnector:
 
     def close(self) -> None:
         self._sock.close()
+        if self._late is not None:
+            self._late.close()
 
     def __enter__(self) -> ProcConnector:
         return self
