@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from sekimori.protocol.events import EVENT_KINDS
 from sekimori.server.store.engine import create_store_engine, migrate
 from sekimori.server.store.event_search import EventCriteria, iter_events, search_events
-from sekimori.server.store.scope import EVERYTHING, Scope
 from sekimori.server.store.schema import groups
+from sekimori.server.store.scope import EVERYTHING, Scope
 from tests.console.activity_seed import every_kind, visit
 from tests.console.seed import add_device, add_events
 

@@ -30,9 +30,12 @@ MINUTE = 60_000_000
 TOKYO = zoneinfo.ZoneInfo("Asia/Tokyo")
 
 
-def at(zone: zoneinfo.ZoneInfo | str, *args: int) -> int:
+def at(
+    zone: zoneinfo.ZoneInfo | str, year: int, month: int, day: int, hour: int = 0, minute: int = 0
+) -> int:
     tz = zone if isinstance(zone, zoneinfo.ZoneInfo) else zoneinfo.ZoneInfo(zone)
-    return int(dt.datetime(*args, tzinfo=tz).timestamp() * 1_000_000)
+    local = dt.datetime(year, month, day, hour, minute, tzinfo=tz)
+    return int(local.timestamp() * 1_000_000)
 
 
 def week(zone: zoneinfo.ZoneInfo | str = TOKYO) -> EventCriteria:

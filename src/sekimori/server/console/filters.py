@@ -5,7 +5,7 @@ string into one typed, validated object.
 with seconds, or a bare date) read in the console's time zone, or a relative age
 ("15m", "24h", "7d", "2w") counted back from now. Everything else is free text with
 a length limit, or (``kind``) one of the known event kinds or a whole domain
-("file.*").
+("file.").
 
 Bad input raises ``FilterError`` with a message (marked for translation, with its
 placeholders) that the page shows with status 400 — never a 500.
@@ -166,8 +166,8 @@ def _kinds(raw: str) -> tuple[str, ...]:
         return ()
     if raw in EVENT_KINDS:
         return (raw,)
-    if raw.endswith(".*"):
-        found = kind_domains().get(raw[:-2])
+    if raw.endswith("."):
+        found = kind_domains().get(raw[:-1])
         if found:
             return tuple(found)
     raise FilterError(N_("kind: %(value)s is not a known event kind."), value=raw[:64])
