@@ -165,5 +165,6 @@ def test_the_command_helper_prefers_the_public_url() -> None:
     assert agent_url(public) == "wss://sekimori.example.jp:443"
     assert agent_url(public, "wss://override:1") == "wss://override:1"
     assert enroll_command("wss://h:1", "sek_abc", "ab" * 32) == (
-        f"sekimori agent enroll --server wss://h:1 --token sek_abc --ca-fingerprint SHA256:{'ab' * 32}"
+        "sekimori agent enroll --server wss://h:1 --token sek_abc "
+        f"--ca-fingerprint SHA256:{'ab' * 32}"
     )
