@@ -35,6 +35,13 @@
     });
     drawCharts(root);
   }
+  // A region marked data-swap-errors shows 400 answers too (a filter's error message).
+  document.addEventListener("htmx:beforeSwap", function (e) {
+    if (e.detail.xhr.status === 400 && e.detail.target && e.detail.target.hasAttribute("data-swap-errors")) {
+      e.detail.shouldSwap = true;
+      e.detail.isError = false;
+    }
+  });
   document.addEventListener("DOMContentLoaded", function () { bind(document); });
   document.addEventListener("htmx:afterSettle", function (e) { bind(e.target); });
 })();
