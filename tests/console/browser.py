@@ -31,7 +31,6 @@ from playwright.sync_api import (
     ConsoleMessage,
     Error,
     Page,
-    Playwright,
     expect,
     sync_playwright,
 )
@@ -39,7 +38,7 @@ from playwright.sync_api import (
 from tests.console.conftest import PASSWORD
 from tests.processes import ServerProcess
 
-__all__ = ["Tab", "find_chromium", "login", "logout", "open_tab"]
+__all__ = ["Tab", "chromium_or_stop", "find_chromium", "login", "logout", "open_tab"]
 
 # The real binaries first: /usr/bin/chromium is Debian's shell wrapper around them.
 _CANDIDATES = (
@@ -56,37 +55,50 @@ TIMEOUT_MS = 10_000
 _HTTP_STATUS = re.compile(r"^Failed to load resource: the server responded with a status of \d+")
 
 
+def _executable(path: str) -> bool:
+    return Path(path).is_file() and os.access(path, os.X_OK)
+
+
 def find_chromium() -> str | None:
-    """The Chromium executable to launch, or None if none is installed."""
+    """The Chromium executable to launch, or None if none is installed.
+
+    ``SEKIMORI_CHROMIUM``, when set, is the only one considered."""
     chosen = os.environ.get("SEKIMORI_CHROMIUM")
     if chosen:
-        return chosen
+        return chosen if _executable(chosen) else None
     for candidate in _CANDIDATES:
-        if os.access(candidate, os.X_OK) and Path(candidate).is_file():
+        if _executable(candidate):
             return candidate
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.fixture(scope="session")
-def _playwright() -> Iterator[Playwright]:
-    with sync_playwright() as driver:
-        yield driver
-
-
-@pytest.fixture(scope="session")
-def chromium(_playwright: Playwright) -> Iterator[Browser]:
-    """One headless Chromium for the whole session."""
+def chromium_or_stop() -> str:
+    """The Chromium to launch. Without one the browser tests are skipped, saying why,
+    except under CI, which must run them: there they fail."""
     executable = find_chromium()
-    if executable is None:
-        reason = "no Chromium installed (Debian package chromium, or set SEKIMORI_CHROMIUM)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}: CI must run the browser tests")
-        pytest.skip(reason)
-    browser = _playwright.chromium.launch(executable_path=executable, headless=True)
-    try:
-        yield browser
-    finally:
-        browser.close()
+    if executable is not None:
+        return executable
+    chosen = os.environ.get("SEKIMORI_CHROMIUM")
+    reason = (
+        f"SEKIMORI_CHROMIUM={chosen} is not an executable file"
+        if chosen
+        else "no Chromium installed (Debian package chromium, or set SEKIMORI_CHROMIUM)"
+    )
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}: CI must run the browser tests")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Browser]:
+    """One headless Chromium for the whole session."""
+    executable = chromium_or_stop()
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=executable, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 @dataclass
