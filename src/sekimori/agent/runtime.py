@@ -16,6 +16,7 @@ from sekimori.agent.collectors.supervisor import Supervisor, is_enabled
 from sekimori.agent.host import host_info
 from sekimori.agent.identity import Identity
 from sekimori.agent.outbox import Outbox
+from sekimori.agent.platform.linux.memory import limit_malloc_arenas
 from sekimori.protocol.events import AgentStarted, AgentStopped
 from sekimori.settings import AgentSettings
 
@@ -64,6 +65,8 @@ async def _main(settings: AgentSettings, identity: Identity, outbox: Outbox) -> 
 
 def run_agent(settings: AgentSettings) -> int:
     """Run until SIGTERM/SIGINT; returns the process exit code. Raises NotEnrolled."""
+    # Before any thread starts: see platform.linux.memory.
+    limit_malloc_arenas(2)
     state_dir = Path(settings.state_dir)
     identity = Identity.load(state_dir)
     outbox = Outbox(state_dir / "outbox.db", max_bytes=settings.outbox_max_bytes)
