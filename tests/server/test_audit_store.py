@@ -201,7 +201,7 @@ def test_appends_from_separate_engines_form_one_chain(database_url: str) -> None
 
 
 _TEXT = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\x00"),
     max_size=40,
 )
 _HEX = st.text(alphabet="0123456789abcdef", min_size=64, max_size=64)

@@ -46,6 +46,13 @@ ACTION_LABELS: Final[dict[str, str]] = {
     "account.password_failed": N_("Own password change refused"),
     "account.totp_enabled": N_("Turned on own two-factor authentication"),
     "account.totp_disabled": N_("Turned off own two-factor authentication"),
+    "activity.search": N_("Searched the logs"),
+    "activity.export": N_("Exported log search results"),
+    "activity.report": N_("Viewed a report"),
+    "activity.view_device": N_("Viewed a device's activity"),
+    "device.revoke": N_("Revoked a device"),
+    "enrollment.token_create": N_("Created an enrollment token"),
+    "enrollment.token_revoke": N_("Revoked an enrollment token"),
     "user.create": N_("Created a user"),
     "user.access": N_("Changed a user's role or device groups"),
     "user.password_reset": N_("Reset a user's password"),
@@ -107,6 +114,8 @@ def _plain(value: Any) -> str:
         return value
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return ", ".join(value) or "—"
+    if isinstance(value, dict):  # e.g. a search's filters
+        return ", ".join(f"{k}={_plain(v)}" for k, v in value.items()) or "—"
     return json.dumps(value, ensure_ascii=False)
 
 
