@@ -47,6 +47,15 @@ _MAX_TEXT: Final = {"device": 255, "group": 128, "user": 256, "q": 200}
 _RELATIVE = re.compile(r"(\d{1,5})([mhdw])")
 _UNIT_S: Final = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _LOCAL_FORMATS: Final = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d")
+# The form's labels, to name a field in an error message.
+_FIELD_LABELS: Final = {
+    "since": N_("From"),
+    "until": N_("To"),
+    "device": N_("Device"),
+    "group": N_("Group"),
+    "user": N_("OS user"),
+    "q": N_("Text contains"),
+}
 _EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 _LATEST = dt.datetime(2200, 1, 1, tzinfo=dt.UTC)
 _EARLIEST_US: Final = int(_EARLIEST.timestamp()) * 1_000_000
@@ -62,7 +71,10 @@ class FilterError(ValueError):
         self.params = params
 
     def text(self) -> str:
-        return gettext(self.message) % self.params
+        params = dict(self.params)
+        if params.get("field") in _FIELD_LABELS:
+            params["field"] = gettext(_FIELD_LABELS[params["field"]])
+        return gettext(self.message) % params
 
 
 @dataclass(frozen=True, slots=True)
