@@ -89,6 +89,18 @@ def chromium_or_stop() -> str:
     pytest.skip(reason)
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests run last. While Playwright's sync API is started, its event loop
+    counts as running in the main thread (between calls too, by its design), so any
+    later ``asyncio.run()`` there fails — the agent's enrollment, for one. The session's
+    browser therefore starts only once every other test has run."""
+    browser = [item for item in items if "chromium" in getattr(item, "fixturenames", ())]
+    if browser:
+        others = [item for item in items if "chromium" not in getattr(item, "fixturenames", ())]
+        items[:] = others + browser
+
+
 @pytest.fixture(scope="session")
 def chromium() -> Iterator[Browser]:
     """One headless Chromium for the whole session."""

@@ -39,3 +39,10 @@ def test_no_chromium_skips_locally_and_fails_under_ci(
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI must run the browser tests"):
         chromium_or_stop()
+
+
+def test_browser_tests_run_after_the_rest(request: pytest.FixtureRequest) -> None:
+    """Nothing that needs asyncio.run() may follow the browser (see browser.py)."""
+    items = request.session.items
+    uses = ["chromium" in getattr(item, "fixturenames", ()) for item in items]
+    assert uses == sorted(uses), [item.nodeid for item in items]
