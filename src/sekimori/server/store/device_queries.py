@@ -368,16 +368,42 @@ def events_per_hour(
     """Events per hour (by event time) of the devices in ``scope`` over the ``hours``
     before ``until_us``: (hour start, count), oldest first, empty hours included.
 
-    Reads the (time_us) index only when the scope is every group; otherwise the
-    (device_id, time_us) index, device by device.
+    Every group: one range count per hour on the (time_us) index — SQLite counts an
+    index range an order of magnitude faster than it groups the same rows (a GROUP BY
+    on a computed hour sorts every row in a temporary b-tree). A limited scope: the
+    scope's devices, each read on the (device_id, time_us) index, then grouped.
     """
     start = until_us - hours * HOUR_US
-    bucket = ((events.c.time_us - start) // HOUR_US).label("bucket")
-    query = sa.select(bucket, sa.func.count()).where(
-        events.c.time_us >= start, events.c.time_us < until_us
-    )
-    if not scope.all_groups:
-        query = query.where(events.c.device_id.in_(scope.device_ids()))
+    bounds = [(start + h * HOUR_US, start + (h + 1) * HOUR_US) for h in range(hours)]
     with engine.connect() as conn:
-        counts = {int(b): int(n) for b, n in conn.execute(query.group_by(bucket))}
-    return [(start + h * HOUR_US, counts.get(h, 0)) for h in range(hours)]
+        if scope.all_groups:
+            counts = conn.execute(
+                sa.select(
+                    *(
+                        sa.select(sa.func.count())
+                        .select_from(events)
+                        .where(events.c.time_us >= low, events.c.time_us < high)
+                        .scalar_subquery()
+                        for low, high in bounds
+                    )
+                )
+            ).one()
+            return [(low, int(n)) for (low, _), n in zip(bounds, counts, strict=True)]
+        bucket = ((events.c.time_us - start) // HOUR_US).label("bucket")
+        rows = conn.execute(
+            sa.select(bucket, sa.func.count())
+            .select_from(
+                devices.join(
+                    events,
+                    sa.and_(
+                        events.c.device_id == devices.c.id,
+                        events.c.time_us >= start,
+                        events.c.time_us < until_us,
+                    ),
+                )
+            )
+            .where(scope.device_filter())
+            .group_by(bucket)
+        ).all()
+    found = {int(b): int(n) for b, n in rows}
+    return [(low, found.get(h, 0)) for h, (low, _) in enumerate(bounds)]

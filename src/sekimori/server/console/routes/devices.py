@@ -7,6 +7,8 @@ exactly like a device that does not exist.
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
@@ -85,7 +87,7 @@ def device_list(ctx: PageContext) -> Response:
         heartbeat_seconds=heartbeat,
         minimum_version=minimum,
     )
-    context = {
+    context: dict[str, Any] = {
         "query": query,
         "result": result,
         "statuses": {d.id: device_status(d, now, heartbeat) for d in result.devices},
@@ -102,7 +104,7 @@ def device_list(ctx: PageContext) -> Response:
     return ctx.render("devices.html", choices=filter_choices(ctx.engine, ctx.scope), **context)
 
 
-def _overview(ctx: PageContext, device: Device) -> dict[str, object]:
+def _overview(ctx: PageContext, device: Device) -> dict[str, Any]:
     hardware_event = newest_event(ctx.engine, ctx.scope, device.id, "inventory.hardware")
     hardware = None
     if hardware_event is not None:
@@ -114,7 +116,7 @@ def _overview(ctx: PageContext, device: Device) -> dict[str, object]:
     return {"hardware": hardware, "hardware_event": hardware_event, "health": health}
 
 
-def _software(ctx: PageContext, device: Device) -> dict[str, object]:
+def _software(ctx: PageContext, device: Device) -> dict[str, Any]:
     snapshot_event = newest_event(ctx.engine, ctx.scope, device.id, "inventory.software")
     snapshot = None
     if snapshot_event is not None:
@@ -141,7 +143,7 @@ def _software(ctx: PageContext, device: Device) -> dict[str, object]:
     }
 
 
-def _activity(ctx: PageContext, device: Device) -> dict[str, object]:
+def _activity(ctx: PageContext, device: Device) -> dict[str, Any]:
     kind = ctx.query.get("kind", "")
     kind = kind if kind in KIND_CHOICES else ""
     page_number = _int(ctx.query.get("page", "1"))
