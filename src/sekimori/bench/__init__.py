@@ -9,6 +9,9 @@
   workload (process churn, file operations, focus changes on Xvfb + openbox, page
   visits in Chromium), and a check that every event the workload produced reached
   the server.
+* ``sekimori bench console`` (:mod:`sekimori.bench.console`): the web console's
+  server time per page on a generated store of 20,000 PCs and 10 million events,
+  beside a /healthz round trip and a raw count.
 
 Results and how they were measured: ``docs/benchmarks.md``.
 """

@@ -162,6 +162,12 @@ def _add_user_commands(
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
 
 
+def _bench_console(args: argparse.Namespace) -> int:
+    from sekimori.bench import console
+
+    return console.main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sekimori",
@@ -304,6 +310,23 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=400,
         help="with --workload: idle processes are added until the machine runs this many",
+    )
+    console = add(
+        bench_sub,
+        "console",
+        _bench_console,
+        "Server time per console page (p50/p95 from Server-Timing) on a generated store "
+        "of --devices PCs and --events events over 30 days, beside a /healthz round trip "
+        "and a raw count(*).",
+    )
+    console.add_argument("--devices", type=int, default=20_000)
+    console.add_argument("--events", type=int, default=10_000_000)
+    console.add_argument("--repeat", type=int, default=20, help="timed requests per page")
+    console.add_argument(
+        "--keep",
+        metavar="DIR",
+        help="keep the generated store in DIR and reuse it on later runs (one per "
+        "--devices/--events pair; generating 10M events takes minutes)",
     )
     return parser
 
