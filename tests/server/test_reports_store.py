@@ -30,7 +30,7 @@ MINUTE = 60_000_000
 TOKYO = zoneinfo.ZoneInfo("Asia/Tokyo")
 
 
-def at(
+def at(  # noqa: PLR0917 - positional like datetime()
     zone: zoneinfo.ZoneInfo | str, year: int, month: int, day: int, hour: int = 0, minute: int = 0
 ) -> int:
     tz = zone if isinstance(zone, zoneinfo.ZoneInfo) else zoneinfo.ZoneInfo(zone)
