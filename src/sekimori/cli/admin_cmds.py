@@ -6,11 +6,12 @@ import argparse
 
 import msgspec
 
-from sekimori.cli.common import CommandError, parse_duration, settings_from_args
+from sekimori.cli.common import CommandError, cli_actor, parse_duration, settings_from_args
 from sekimori.cli.server_cmds import announce
 from sekimori.clock import format_us, now_us
 from sekimori.server.agent_command import agent_url, enroll_command
 from sekimori.server.bootstrap import initialize, open_store
+from sekimori.server.store.audit import append_audit
 from sekimori.server.store.devices import (
     Device,
     DeviceNotFound,
@@ -35,7 +36,16 @@ def token_create(args: argparse.Namespace) -> int:
     if result.admin_password:
         announce(result)  # a fresh data directory: show the first password once
     try:
-        issued = create_token(result.engine, group=args.group, ttl_seconds=ttl, created_by="cli")
+        issued = create_token(
+            result.engine, group=args.group, ttl_seconds=ttl, created_by=cli_actor()
+        )
+        append_audit(
+            result.engine,
+            actor=cli_actor(),
+            action="enrollment.token_create",
+            target=issued.group,
+            detail={"expires_us": issued.expires_us},
+        )
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     finally:
@@ -114,6 +124,14 @@ def events(args: argparse.Namespace) -> int:
         found = recent_events(
             engine, device_id=device_id, since_us=since, kinds=args.kind, limit=args.limit
         )
+        # Reading a PC's activity is audited wherever it happens.
+        append_audit(
+            engine,
+            actor=cli_actor(),
+            action="activity.view_device",
+            target=device_id,
+            detail={"since": args.since, "kinds": list(args.kind), "limit": args.limit},
+        )
     except DeviceNotFound as exc:
         raise CommandError(str(exc)) from None
     finally:
@@ -143,6 +161,8 @@ def device_revoke(args: argparse.Namespace) -> int:
     try:
         device_id = resolve_device_id(engine, args.device_id)
         changed = revoke_device(engine, device_id)
+        if changed:
+            append_audit(engine, actor=cli_actor(), action="device.revoke", target=device_id)
     except DeviceNotFound as exc:
         raise CommandError(str(exc)) from None
     finally:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import getpass
+import os
 import re
 import sys
 
@@ -44,3 +46,12 @@ def parse_duration(text: str) -> float:
     if not match:
         raise CommandError(f"invalid duration {text!r}: use e.g. 30m, 1h or 7d")
     return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def cli_actor() -> str:
+    """Who is at the keyboard, as the audit trail names them."""
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry for this uid (containers)
+        name = f"uid {os.getuid()}"
+    return f"cli:{name}"

@@ -8,8 +8,6 @@ standard input). Every change is written to the audit trail as ``cli:<os user>``
 from __future__ import annotations
 
 import argparse
-import getpass
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +17,7 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 
-from sekimori.cli.common import CommandError, settings_from_args
+from sekimori.cli.common import CommandError, cli_actor, settings_from_args
 from sekimori.cli.server_cmds import announce
 from sekimori.clock import format_us, now_us
 from sekimori.server.bootstrap import initialize, open_store
@@ -37,16 +35,7 @@ from sekimori.server.store.users import (
     set_password,
 )
 
-__all__ = ["cli_actor", "user_add", "user_disable", "user_enable", "user_list", "user_passwd"]
-
-
-def cli_actor() -> str:
-    """Who is at the keyboard, as the audit trail names them."""
-    try:
-        name = getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry for this uid (containers)
-        name = f"uid {os.getuid()}"
-    return f"cli:{name}"
+__all__ = ["user_add", "user_disable", "user_enable", "user_list", "user_passwd"]
 
 
 @contextmanager

@@ -164,8 +164,9 @@ class PageContext:
             status,
         )
 
-    def audit(self, action: str, target: str = "", **detail: Any) -> None:
-        """Write an audit entry as this user (views of people's activity, changes)."""
+    def audit(self, action: str, target: str = "", /, **detail: Any) -> None:
+        """Write an audit entry as this user (views of people's activity, changes).
+        ``action`` and ``target`` are positional-only, so details may use those names."""
         append_audit(
             self.engine,
             actor=self.user.username,
