@@ -12,6 +12,8 @@ Loaded as a pytest plugin by ``tests/conftest.py``. Fixtures:
 - ``tab``: a fresh context and page on the module's ``console_server``, recording
   console errors and uncaught page errors. A test ends with no JS error and no Content
   Security Policy violation, whatever it asserted (checked at teardown).
+
+Tests that use the browser run after all others (see ``pytest_collection_modifyitems``).
 """
 
 from __future__ import annotations
@@ -47,8 +49,10 @@ _CANDIDATES = (
     "/usr/bin/chromium",
     "/usr/bin/chromium-browser",
 )
-# Failures should say so in seconds, not after Playwright's default 30 s.
+# Failures should say so in seconds, not after Playwright's default 30 s; yet a loaded
+# 2-core machine needs more than expect()'s default 5 s now and then.
 TIMEOUT_MS = 10_000
+expect.set_options(timeout=TIMEOUT_MS)
 # Chromium reports every non-2xx document or fetch as a console error. A 401 after a
 # wrong password or a 403 page is what some tests expect: those lines are not JS
 # problems and are kept apart from the ones that fail a test.
