@@ -24,6 +24,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 from urllib.parse import quote, urlsplit
 
 import pytest
@@ -40,7 +41,16 @@ from playwright.sync_api import (
 from tests.console.conftest import PASSWORD
 from tests.processes import ServerProcess
 
-__all__ = ["Tab", "chromium_or_stop", "find_chromium", "login", "logout", "open_tab"]
+__all__ = [
+    "DrawnChart",
+    "Tab",
+    "chromium_or_stop",
+    "drawn_charts",
+    "find_chromium",
+    "login",
+    "logout",
+    "open_tab",
+]
 
 # The real binaries first: /usr/bin/chromium is Debian's shell wrapper around them.
 _CANDIDATES = (
@@ -176,3 +186,36 @@ def logout(page: Page) -> None:
     page.click("form[action='/logout'] button")
     page.wait_for_url("**/login")
     expect(page.locator("input[name=username]")).to_be_visible()
+
+
+class DrawnChart(TypedDict):
+    """What Chart.js made of one ``<canvas data-chart>``."""
+
+    id: str
+    width: int
+    height: int
+    # The sum of every data point plotted.
+    total: float
+
+
+_CHARTS_DRAWN = """() => {
+    const canvases = Array.from(document.querySelectorAll("canvas[data-chart]"));
+    return canvases.length > 0 && canvases.every((c) => window.Chart && Chart.getChart(c));
+}"""
+_READ_CHARTS = """() => Array.from(document.querySelectorAll("canvas[data-chart]")).map((c) => {
+    const data = Chart.getChart(c).data.datasets.flatMap((d) => d.data);
+    return {
+        id: c.dataset.chart,
+        width: c.width,
+        height: c.height,
+        total: data.reduce((sum, n) => sum + Number(n), 0),
+    };
+})"""
+
+
+def drawn_charts(page: Page) -> list[DrawnChart]:
+    """Waits until Chart.js drew every chart canvas of the page (console.js does it after
+    DOMContentLoaded, and fails if the CSP blocked the scripts), then reads them."""
+    page.wait_for_function(_CHARTS_DRAWN)
+    charts: list[DrawnChart] = page.evaluate(_READ_CHARTS)
+    return charts

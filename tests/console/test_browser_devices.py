@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.console.browser import Tab, login
+from tests.console.browser import Tab, drawn_charts, login, logout
 from tests.console.browser_fleet import Fleet, seed_fleet
 from tests.processes import ServerProcess
 
@@ -59,3 +59,27 @@ def test_find_a_device_and_read_its_inventory_and_activity(tab: Tab, fleet: Flee
     page.wait_for_url("**kind=web.visit*")
     expect(timeline).to_have_count(1)
     expect(timeline.first).to_contain_text(pc.host)
+
+
+def test_the_dashboard_counts_the_devices_in_scope_and_draws_its_chart(
+    tab: Tab, fleet: Fleet
+) -> None:
+    page = tab.page
+    login(page, "alice", next_="/")
+    expect(page.locator("[data-stat=total] .n")).to_have_text("2")
+    (chart,) = drawn_charts(page)
+    assert chart["width"] > 0 and chart["height"] > 0, chart
+    # Both PCs' seeded events of the last 24 hours are plotted (hardware and software
+    # inventory included: 9 events each).
+    assert chart["total"] == 18, chart
+    expect(
+        page.locator(f"#latest-devices tr[data-device-id='{fleet.hr.device_id}']")
+    ).to_be_visible()
+    logout(page)
+
+    login(page, "bob", next_="/")
+    expect(page.locator("[data-stat=total] .n")).to_have_text("1")
+    (chart,) = drawn_charts(page)
+    assert chart["total"] == 9, chart
+    expect(page.locator("#latest-devices tbody tr")).to_have_count(1)
+    expect(page.locator("#latest-devices")).not_to_contain_text(fleet.hr.hostname)
