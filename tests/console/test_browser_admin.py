@@ -1,12 +1,13 @@
-"""Enrollment tokens and device revocation through the console's forms in a real
-Chromium (each form posts its CSRF token; the browser follows the redirects)."""
+"""Administration through the console's forms in a real Chromium: enrollment tokens,
+device revocation, new users (each form posts its CSRF token; the browser follows the
+redirects)."""
 
 from __future__ import annotations
 
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import Browser, expect
 
-from tests.console.browser import Tab, login
+from tests.console.browser import Tab, login, open_tab
 from tests.console.browser_fleet import Fleet, seed_fleet
 from tests.processes import ServerProcess
 
@@ -54,3 +55,34 @@ def test_an_administrator_revokes_a_device(tab: Tab, fleet: Fleet) -> None:
     rows = page.locator("#devices tbody tr")
     expect(rows).to_have_count(1)
     expect(rows.first).to_have_attribute("data-device-id", pc.device_id)
+
+
+def test_an_administrator_adds_a_user_who_then_logs_in_within_its_scope(
+    tab: Tab, fleet: Fleet, chromium: Browser, console_server: ServerProcess
+) -> None:
+    page = tab.page
+    login(page, "alice", next_="/users")
+    form = page.locator("form[action='/users']")
+    form.locator("input[name=username]").fill("grace")
+    form.locator("select[name=role]").select_option("operator")
+    form.locator("select[name=groups]").select_option([fleet.sales.group])
+    form.get_by_role("button", name="Add user").click()
+    expect(page.locator("#new-password-card h2")).to_contain_text("grace")
+    password = page.locator("#new-password").inner_text().strip()
+    assert len(password) >= 12
+    row = page.locator("#users tr[data-user=grace]")
+    expect(row).to_contain_text("Operator")
+    expect(row).to_contain_text(fleet.sales.group)
+
+    grace = open_tab(chromium, console_server)
+    try:
+        login(grace.page, "grace", password, next_="/devices")
+        expect(grace.page.locator("nav.menu a")).to_have_text(
+            ["Dashboard", "Devices", "Logs", "Reports", "Enrollment"]
+        )
+        rows = grace.page.locator("#devices tbody tr")
+        expect(rows).to_have_count(1)
+        expect(rows.first).to_have_attribute("data-device-id", fleet.sales.device_id)
+        assert not grace.errors, grace.errors
+    finally:
+        grace.context.close()
