@@ -273,6 +273,7 @@ def load_fleet(
         insert_seconds = time.perf_counter() - started
         progress(f"  re-creating {len(index_ddl)} event indexes ...")
         started = time.perf_counter()
+        db.execute("PRAGMA threads=2")  # CREATE INDEX sorts with a helper thread
         for ddl in index_ddl:
             db.execute(ddl)
         index_seconds = time.perf_counter() - started
