@@ -179,6 +179,10 @@ def login(page: Page, user: str, password: str = PASSWORD, next_: str = "/accoun
     page.click("form[action='/login'] button")
     expect(page.locator("header .who .user")).to_have_text(user)
     assert urlsplit(page.url).path == urlsplit(next_).path, page.url
+    # The click returns once the next page starts to arrive; its deferred scripts
+    # (htmx, console.js) bind only later, and a test typing before that would see
+    # nothing happen on a loaded machine.
+    page.wait_for_load_state("load")
 
 
 def logout(page: Page) -> None:
