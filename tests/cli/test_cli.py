@@ -33,6 +33,7 @@ SUBCOMMANDS = [
     ("demo",),
     ("bench", "ingest"),
     ("bench", "agent"),
+    ("bench", "console"),
 ]
 
 
