@@ -167,3 +167,19 @@ def test_export_streams_in_chunks_up_to_its_limit(engine: sa.Engine, fleet: dict
     assert len(rows) == 50
     assert [r.time_us for r in rows] == sorted((r.time_us for r in rows), reverse=True)
     assert {r.hostname for r in rows} <= {"sales-01", "SALES-02", "hr-01"}
+
+
+def test_text_searches_page_without_counting(engine: sa.Engine, fleet: dict[str, str]) -> None:
+    everything = EventCriteria(since_us=T0 - HOUR, until_us=T0 + 10 * HOUR)
+    counted = search_events(engine, EVERYTHING, everything, limit=2)
+    assert counted.total == 3 * len(EVENT_KINDS) and counted.has_more
+    # A text filter: no total (counting a rare word would read the whole period),
+    # but whether another page exists is known from the page query itself.
+    texty = EventCriteria(since_us=T0 - HOUR, until_us=T0 + 10 * HOUR, text="/")
+    first = search_events(engine, EVERYTHING, texty, limit=2)
+    assert first.total is None and not first.total_capped
+    assert len(first.events) == 2 and first.has_more
+    rest = search_events(engine, EVERYTHING, texty, offset=2, limit=1000)
+    assert not rest.has_more
+    every = search_events(engine, EVERYTHING, texty, limit=1000)
+    assert [e.seq for e in every.events] == [e.seq for e in first.events + rest.events]

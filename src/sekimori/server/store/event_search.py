@@ -62,11 +62,14 @@ class FoundEvent:
 @dataclass(frozen=True, slots=True)
 class SearchPage:
     """One page of results; ``total`` counts matches up to ``COUNT_CAP`` and
-    ``total_capped`` says there are more than that."""
+    ``total_capped`` says there are more than that. ``total`` is None when the search
+    has a text filter: counting a rare word would read every row in the period (the
+    page itself stops at the first matches), so only ``has_more`` is known."""
 
     events: list[FoundEvent]
-    total: int
+    total: int | None
     total_capped: bool
+    has_more: bool
 
 
 def event_conditions(scope: Scope, criteria: EventCriteria) -> list[sa.ColumnElement[bool]]:
@@ -166,17 +169,25 @@ def search_events(
     limit: int = 50,
     count_cap: int = COUNT_CAP,
 ) -> SearchPage:
-    """One page of matching events, newest first, with a bounded count."""
+    """One page of matching events, newest first, with a bounded count (none for
+    text searches, see SearchPage)."""
     where = event_conditions(scope, criteria)
     bounded = sa.select(sa.literal(1)).select_from(events).where(*where).limit(count_cap + 1)
+    total: int | None = None
     with engine.connect() as conn:
-        rows = conn.execute(_newest_first(scope, criteria).offset(offset).limit(limit)).all()
-        total = int(
-            conn.execute(sa.select(sa.func.count()).select_from(bounded.subquery())).scalar_one()
-        )
-        names = hostnames(conn, (row.device_id for row in rows))
+        rows = conn.execute(_newest_first(scope, criteria).offset(offset).limit(limit + 1)).all()
+        if not criteria.text:
+            total = int(
+                conn.execute(
+                    sa.select(sa.func.count()).select_from(bounded.subquery())
+                ).scalar_one()
+            )
+        names = hostnames(conn, (row.device_id for row in rows[:limit]))
     return SearchPage(
-        events=_found(rows, names), total=min(total, count_cap), total_capped=total > count_cap
+        events=_found(rows[:limit], names),
+        total=None if total is None else min(total, count_cap),
+        total_capped=total is not None and total > count_cap,
+        has_more=len(rows) > limit,
     )
 
 

@@ -92,7 +92,7 @@ def logs(ctx: PageContext) -> Response:
         "logs",
         filters=activity.audit_detail(),
         page=activity.page,
-        results=found.total,
+        results=found.total if found.total is not None else len(found.events),
     )
     rows = [
         (event, kind_label(event.kind), summarize(event.kind, event.payload))
