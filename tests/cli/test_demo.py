@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import psutil
 
+from tests.console.conftest import ConsoleClient
 from tests.processes import free_port, wait_for
 
 
@@ -59,6 +61,25 @@ def _devices(data_dir: Path, env: dict[str, str]) -> list[dict[str, object]]:
     return rows
 
 
+def _newcomer_finds_this_machine(output: str, device: dict[str, object]) -> None:
+    """The issue's "done when": open the printed URL, log in with the printed password,
+    find this machine and see what was done on it — with no documentation."""
+    url = re.search(r"Open the console at (http://\S+/)", output)
+    password = re.search(r"First administrator: admin / (\S+)", output)
+    assert url and password, output
+    with ConsoleClient(base_url=url.group(1), timeout=30) as browser:
+        assert browser.login("admin", password.group(1)).status_code == 303
+        listing = browser.get("/devices")
+        assert f'data-device-id="{device["id"]}"' in listing.text
+        assert str(device["hostname"]) in listing.text
+
+        def recorded() -> bool:
+            page = browser.get(f"/devices/{device['id']}?tab=activity")
+            return 'data-kind="agent.started"' in page.text and 'data-kind="inventory.' in page.text
+
+        wait_for(recorded, 30, "the agent's first events on the device page", 0.5)
+
+
 def test_demo_runs_everything_and_reuses_its_data(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEKIMORI_")}
     env["SEKIMORI_SERVER__AGENT_PORT"] = str(free_port())
@@ -75,6 +96,7 @@ def test_demo_runs_everything_and_reuses_its_data(tmp_path: Path) -> None:
         (device,) = _devices(data, env)
         assert device["status"] == "online"
         assert (data / "sekimori.db").exists() and (data / "pki" / "ca.crt").exists()
+        _newcomer_finds_this_machine(demo.output, device)
     finally:
         code = demo.interrupt()
     assert code == 0, demo.output
