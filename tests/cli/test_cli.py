@@ -21,6 +21,7 @@ SUBCOMMANDS = [
     ("device", "list"),
     ("device", "revoke"),
     ("events",),
+    ("rollup", "rebuild"),
     ("user", "add"),
     ("user", "list"),
     ("user", "passwd"),

@@ -104,14 +104,19 @@ def test_web_report(alice: ConsoleClient, fleet: Fleet) -> None:
     page = alice.get("/reports/web", params={"group": "sales"})
     assert page.status_code == 200
     assert re.search(r"<td class=\"wrap\">mail.example</td><td class=\"num\">2</td>", page.text)
-    assert "https://docs.example/a" in page.text
+    # Over a group the report reads the rollups: no URLs, a hint to pick a device.
+    assert "https://docs.example/a" not in page.text and 'id="web-sites-hint"' in page.text
+    one_pc = alice.get("/reports/web", params={"device": "sales-01"})
+    assert "https://docs.example/a" in one_pc.text
     hours = chart(page.text, "chart-web-hours")
     assert sum(hours["datasets"][0]["data"]) == 3  # type: ignore[index]
     domains = chart(page.text, "chart-web-domains")
     assert domains["labels"] == ["mail.example", "docs.example"]
     assert "hr-secret" not in page.text
-    by_device = alice.get("/reports/web", params={"by": "device"})
-    assert "<td>hr-01</td>" in by_device.text and "<td>sales-01</td>" in by_device.text
+    by_device = alice.get("/reports/web", params={"by": "device", "device": "sales-01"})
+    assert "<td>sales-01</td>" in by_device.text and "<td>hr-01</td>" not in by_device.text
+    by_group = alice.get("/reports/web", params={"by": "group"})
+    assert "<td>hr</td>" in by_group.text and "<td>sales</td>" in by_group.text
 
 
 def test_apps_report(alice: ConsoleClient, fleet: Fleet) -> None:

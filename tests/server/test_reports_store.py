@@ -4,6 +4,7 @@ copies and USB devices, all within the user's scope."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import zoneinfo
 from collections.abc import Iterator
@@ -80,19 +81,29 @@ def test_web_visits_by_local_hour_in_tokyo(engine: sa.Engine) -> None:
     assert report.hours[8] == 1 and report.hours[9] == 2 and report.hours[23] == 1
     assert report.hours[0] == 1  # the hr visit at midnight
     assert report.total == 5
-    assert [(d.key, d.count, d.users) for d in report.domains][:1] == [("mail.example", 3, 1)]
-    assert ("https://mail.example/inbox", 2) in [(s.key, s.count) for s in report.sites]
+    # The whole fleet: from the rollups, so no sites and no per-user rows.
+    assert report.rolled_up and report.sites == [] and report.by_who == []
+    assert [(d.key, d.count) for d in report.domains][:1] == [("mail.example", 3)]
+    taro = dataclasses.replace(week(), user="taro")
+    by_taro = web_report(engine, EVERYTHING, taro, "Asia/Tokyo")
+    assert not by_taro.rolled_up
+    assert [(d.key, d.count, d.users) for d in by_taro.domains] == [("mail.example", 3, 1)]
+    assert ("https://mail.example/inbox", 2) in [(s.key, s.count) for s in by_taro.sites]
 
     sales = web_report(engine, _sales_only(engine), week(), "Asia/Tokyo", by="device")
     assert "hr.example" not in {d.key for d in sales.domains}
     assert sales.total == 4
-    assert {c.who for c in sales.by_who} == {"sales-01"}
+    one_pc = dataclasses.replace(week(), device="sales-01")
+    assert {
+        c.who
+        for c in web_report(engine, _sales_only(engine), one_pc, "Asia/Tokyo", by="device").by_who
+    } == {"sales-01"}
     by_group = web_report(engine, EVERYTHING, week(), "Asia/Tokyo", by="group")
     assert {(c.who, c.key, c.count) for c in by_group.by_who} >= {
         ("sales", "mail.example", 3),
         ("hr", "hr.example", 1),
     }
-    by_user = web_report(engine, EVERYTHING, week(), "Asia/Tokyo", by="user")
+    by_user = web_report(engine, EVERYTHING, taro, "Asia/Tokyo", by="user")
     assert ("taro", "mail.example", 3) in {(c.who, c.key, c.count) for c in by_user.by_who}
 
 
@@ -137,7 +148,19 @@ def test_application_time_sums_per_user_per_local_day(engine: sa.Engine) -> None
         ],
     )
     add_events(engine, hr, [focus("Evince", "給与.pdf", 60 * MINUTE, "jiro", day1)])
-    report = apps_report(engine, _sales_only(engine), week(), "Asia/Tokyo")
+    fleet = apps_report(engine, _sales_only(engine), week(), "Asia/Tokyo")
+    assert fleet.rolled_up and fleet.titles == []
+    assert {(r.day, r.user, r.application): r.duration_us for r in fleet.per_day} == {
+        (dt.date(2024, 3, 5), "", "Chromium"): 37 * MINUTE,
+        (dt.date(2024, 3, 5), "", "XTerm"): 5 * MINUTE,
+        (dt.date(2024, 3, 6), "", "Chromium"): 3 * MINUTE,
+    }
+    assert [(t.application, t.duration_us) for t in fleet.totals] == [
+        ("Chromium", 40 * MINUTE),
+        ("XTerm", 5 * MINUTE),
+    ]
+    one_pc = dataclasses.replace(week(), device="sales-01")
+    report = apps_report(engine, _sales_only(engine), one_pc, "Asia/Tokyo")
     per_day = {(r.day, r.user, r.application): r.duration_us for r in report.per_day}
     assert per_day == {
         (dt.date(2024, 3, 5), "taro", "Chromium"): 30 * MINUTE,

@@ -19,10 +19,15 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from sekimori.bench._fleet import FleetDevice
 from sekimori.bench._fleet_load import LoadedFleet, load_fleet
 from sekimori.bench._server import BenchmarkFailed
 from sekimori.clock import now_us
+from sekimori.server.store.engine import create_store_engine, migrate
+from sekimori.server.store.rollups import rebuild_rollups
+from sekimori.server.store.schema import usage_hourly
 
 __all__ = ["FleetStore", "Probe", "prepare_store", "refresh_online", "store_counts"]
 
@@ -87,6 +92,7 @@ def prepare_store(
     """Reuse the complete store in ``directory`` or generate it there."""
     marker = directory / "fleet.json"
     if marker.exists():
+        _upgrade_kept(directory / "server" / "sekimori.db", log)
         saved = json.loads(marker.read_text())
         return FleetStore(
             directory=directory,
@@ -129,6 +135,21 @@ def prepare_store(
     record.pop("reused")
     marker.write_text(json.dumps(record, indent=1, ensure_ascii=False))
     return store
+
+
+def _upgrade_kept(database: Path, log: Callable[[str], None]) -> None:
+    """A store kept by an older version: bring its schema up to date and fill
+    rollups that did not exist when it was loaded."""
+    engine = create_store_engine(f"sqlite:///{database.resolve()}")
+    try:
+        migrate(engine)
+        with engine.connect() as conn:
+            empty = conn.execute(sa.select(usage_hourly.c.kind).limit(1)).first() is None
+        if empty:
+            log("computing the report rollups of the kept store ...")
+            rebuild_rollups(engine)
+    finally:
+        engine.dispose()
 
 
 def refresh_online(database: Path) -> int:

@@ -35,6 +35,7 @@ from sekimori.bench._fleet_inventory import SoftwareLists, hardware_json
 from sekimori.bench._fleet_templates import USER, Variant
 from sekimori.server.store.engine import create_store_engine, migrate
 from sekimori.server.store.events import EventRow
+from sekimori.server.store.rollups import rebuild_rollups
 
 __all__ = ["WINDOW_DAYS", "LoadedFleet", "load_fleet"]
 
@@ -286,6 +287,8 @@ def load_fleet(
         db.execute("PRAGMA journal_mode=WAL")
     finally:
         db.close()
+    progress("  computing the report rollups ...")
+    rebuild_store_rollups(path)
     return LoadedFleet(
         devices=fleet,
         groups=groups,
@@ -295,6 +298,16 @@ def load_fleet(
         insert_seconds=insert_seconds,
         index_seconds=index_seconds,
     )
+
+
+def rebuild_store_rollups(path: Path) -> None:
+    """Recompute the rollups of the store at ``path`` (the bulk load bypasses ingest,
+    which keeps them otherwise)."""
+    engine = create_store_engine(f"sqlite:///{path.resolve()}")
+    try:
+        rebuild_rollups(engine)
+    finally:
+        engine.dispose()
 
 
 def _add_fleet(db: sqlite3.Connection, fleet: list[FleetDevice], groups: list[str]) -> list[str]:

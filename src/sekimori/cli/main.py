@@ -51,6 +51,12 @@ def _events(args: argparse.Namespace) -> int:
     return admin_cmds.events(args)
 
 
+def _rollup_rebuild(args: argparse.Namespace) -> int:
+    from sekimori.cli import rollup_cmds
+
+    return rollup_cmds.rollup_rebuild(args)
+
+
 def _user(args: argparse.Namespace) -> int:
     from sekimori.cli import user_cmds
 
@@ -235,6 +241,19 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--kind", action="append", default=[], help="only this kind (repeatable)")
     events.add_argument("--limit", type=int, default=200, help="at most this many (default 200)")
     events.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    rollup = sub.add_parser("rollup", help="Report rollups.", description="Report rollups.")
+    rollup_sub = rollup.add_subparsers(dest="rollup_command", required=True, metavar="ACTION")
+    rebuild = add(
+        rollup_sub,
+        "rebuild",
+        _rollup_rebuild,
+        "Recompute the reports' rollups from the stored events (after an upgrade or a "
+        "bulk import; run it while no agent is connected).",
+    )
+    rebuild.add_argument(
+        "--since", default="", help="only from this long ago, e.g. 2d (default all)"
+    )
 
     _add_user_commands(sub, add)
 

@@ -3,7 +3,8 @@
 ``write_batches`` stores many devices' batches in one transaction (group commit) and
 raises each device's high-water mark. Rows go in with ON CONFLICT DO NOTHING on the
 (device_id, seq) primary key: a batch replayed after a lost acknowledgement stores
-nothing twice.
+nothing twice. The same transaction adds the new rows to the rollups
+(store/rollups.py), so a report never sees events without their counts.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from itertools import chain
 
 import sqlalchemy as sa
 
+from sekimori.server.store.rollups import add_batch_rollups
 from sekimori.server.store.schema import devices, events, quarantine
 
 __all__ = ["EventRow", "QuarantineRow", "StoredBatch", "count_events", "write_batches"]
@@ -109,6 +111,8 @@ def write_batches(conn: sa.Connection, batches: Sequence[StoredBatch]) -> None:
     """Insert the batches' events and quarantined events and advance each device's
     ``acked_seq``. The caller owns the transaction (commit, then acknowledge)."""
     dialect = conn.dialect.name
+    # Before the inserts: it tells new rows from resent ones by the acked_seq they raise.
+    add_batch_rollups(conn, batches)
     dbapi = conn.connection.dbapi_connection
     assert dbapi is not None  # noqa: S101 - a live connection always has one
     cursor = dbapi.cursor()

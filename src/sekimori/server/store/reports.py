@@ -9,6 +9,14 @@ SQLite has no time zones, so the store never asks the database for local time:
 * hours of the day: events are counted per UTC quarter hour (every zone's offset is
   a whole number of quarter hours) and each quarter is given its local hour here.
 
+Without a device, OS user or text filter, the web and applications reports read the
+rollups kept at ingest (``usage_hourly``, store/rollups.py) for the whole hours of
+the range and the raw events only for the partial hours at its ends, so their cost
+does not grow with the number of events. Hours map to local days and hours exactly
+in zones whose offset is a whole number of hours (Asia/Tokyo, Europe/*, US zones). What
+the rollups cannot hold (visited URLs, window titles, per-user rows) is shown only
+with a device or user filter.
+
 Payload fields are read with ``json_extract`` on SQLite and the JSONB operators on
 PostgreSQL (the payload column is TEXT) through ``json_text``/``json_int``.
 """
@@ -25,7 +33,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from sekimori.server.store.event_search import EventCriteria, event_conditions, hostnames
-from sekimori.server.store.schema import devices, events, groups
+from sekimori.server.store.rollups import HOUR_US, hour_floor, rollup_columns
+from sekimori.server.store.schema import devices, events, groups, usage_hourly
 from sekimori.server.store.scope import Scope
 
 __all__ = [
@@ -45,6 +54,7 @@ __all__ = [
     "json_text",
     "logons_report",
     "removable_report",
+    "rolls_up",
     "usb_report",
     "web_report",
 ]
@@ -118,6 +128,103 @@ def _dialect(engine: sa.Engine) -> str:
     return engine.dialect.name
 
 
+# -- rollups -----------------------------------------------------------------------
+
+
+def rolls_up(criteria: EventCriteria, timezone: str) -> bool:
+    """Whether the report can read the rollups: no device, user or text filter, and
+    a zone whose offset is whole hours over the range (a UTC hour is one local hour;
+    Asia/Kolkata's is not: such zones read the events)."""
+    if criteria.device or criteria.user or criteria.text:
+        return False
+    zone = zoneinfo.ZoneInfo(timezone)
+    return all(
+        (offset := dt.datetime.fromtimestamp(t / 1e6, tz=zone).utcoffset()) is not None
+        and offset.total_seconds() % 3600 == 0
+        for t in (criteria.since_us, criteria.until_us)
+    )
+
+
+_Sums = dict[tuple[Any, ...], list[int]]
+
+
+def _rollup_sums(
+    conn: sa.Connection, scope: Scope, criteria: EventCriteria, kinds: tuple[str, ...], by: str
+) -> _Sums:
+    """(count, amount) of the events of ``kinds`` per ``by``: "key", "hour" or
+    "group_key". Whole hours come from ``usage_hourly``, the partial hours at the
+    ends of the range from the events (at most two hours of one kind)."""
+    first = -(-criteria.since_us // HOUR_US) * HOUR_US
+    last = hour_floor(criteria.until_us)
+    sums: _Sums = {}
+
+    def add(rows: Sequence[Any]) -> None:
+        for row in rows:
+            cell = sums.setdefault(tuple(row)[:-2], [0, 0])
+            cell[0] += int(row[-2])
+            cell[1] += int(row[-1] or 0)
+
+    edges = [(criteria.since_us, criteria.until_us)]
+    if first < last:
+        edges = [(criteria.since_us, first), (last, criteria.until_us)]
+        u = usage_hourly.c
+        columns = {
+            "key": [u.key],
+            "hour": [u.hour_us],
+            "group_key": [u.group_id, u.key],
+            "hour_key": [u.hour_us, u.key],
+        }[by]
+        where = [
+            u.kind.in_(kinds),
+            u.hour_us >= first,
+            u.hour_us < last,
+            scope.device_filter(u.group_id),
+        ]
+        if criteria.group:
+            where.append(
+                u.group_id.in_(sa.select(groups.c.id).where(groups.c.name == criteria.group))
+            )
+        add(
+            conn.execute(
+                sa.select(*columns, sa.func.sum(u.count), sa.func.sum(u.amount))
+                .where(*where)
+                .group_by(*columns)
+            ).all()
+        )
+    key, amount = rollup_columns(conn.dialect.name)
+    hour = events.c.time_us - events.c.time_us % HOUR_US
+    raw = {
+        "key": [key],
+        "hour": [hour],
+        "group_key": [devices.c.group_id, key],
+        "hour_key": [hour, key],
+    }[by]
+    for since, until in edges:
+        if since >= until:
+            continue
+        part = EventCriteria(**{**_as_dict(criteria), "since_us": since, "until_us": until})
+        add(
+            conn.execute(
+                sa.select(*raw, sa.func.count(), sa.func.sum(amount))
+                .select_from(events.join(devices, devices.c.id == events.c.device_id))
+                .where(*_kind(scope, part, *kinds))
+                .group_by(*raw)
+            ).all()
+        )
+    return sums
+
+
+def _top(sums: _Sums, *, index: int, limit: int) -> list[tuple[tuple[Any, ...], list[int]]]:
+    return sorted(sums.items(), key=lambda kv: (-kv[1][index], kv[0]))[:limit]
+
+
+def _local_hours(sums: _Sums, zone: zoneinfo.ZoneInfo) -> list[int]:
+    hours = [0] * 24
+    for (hour_us,), (count, _) in sums.items():
+        hours[dt.datetime.fromtimestamp(hour_us / 1e6, tz=zone).hour] += count
+    return hours
+
+
 # -- web -------------------------------------------------------------------------
 
 
@@ -137,6 +244,9 @@ class WebReport:
     by_who: list[Count]
     hours: list[int]  # 24 visit counts, local hour of day 0..23
     total: int
+    # From the rollups: no sites, no users/devices per domain, no per-user or
+    # per-device rows (they need a device or user filter).
+    rolled_up: bool = False
 
 
 def web_report(
@@ -144,6 +254,8 @@ def web_report(
 ) -> WebReport:
     """Top domains and sites, top domains per ``by`` (user, device or group), and
     visits per local hour of the day."""
+    if rolls_up(criteria, timezone):
+        return _web_rolled_up(engine, scope, criteria, timezone, by)
     dialect = _dialect(engine)
     where = _kind(scope, criteria, "web.visit")
     count = sa.func.count().label("n")
@@ -181,6 +293,33 @@ def web_report(
         by_who=by_who,
         hours=hours,
         total=sum(hours),
+    )
+
+
+def _web_rolled_up(
+    engine: sa.Engine, scope: Scope, criteria: EventCriteria, timezone: str, by: str
+) -> WebReport:
+    kinds = ("web.visit",)
+    with engine.connect() as conn:
+        per_domain = _rollup_sums(conn, scope, criteria, kinds, "key")
+        hours = _local_hours(
+            _rollup_sums(conn, scope, criteria, kinds, "hour"), zoneinfo.ZoneInfo(timezone)
+        )
+        by_who: list[Count] = []
+        if by == "group":
+            per_group = _rollup_sums(conn, scope, criteria, kinds, "group_key")
+            names = {r.id: r.name for r in conn.execute(sa.select(groups.c.id, groups.c.name))}
+            by_who = [
+                Count(key, count, who=names.get(group_id, str(group_id)))
+                for (group_id, key), (count, _) in _top(per_group, index=0, limit=ROWS)
+            ]
+    return WebReport(
+        domains=[Count(key, count) for (key,), (count, _) in _top(per_domain, index=0, limit=TOP)],
+        sites=[],
+        by_who=by_who,
+        hours=hours,
+        total=sum(hours),
+        rolled_up=True,
     )
 
 
@@ -228,6 +367,8 @@ class AppReport:
     per_day: list[AppTime]  # per day, user and application
     titles: list[AppTime]  # per day, user, application and window title
     totals: list[AppTime]  # per application over the range (the chart)
+    # From the rollups: per_day is per day and application (user ""), no titles.
+    rolled_up: bool = False
 
 
 def apps_report(
@@ -236,6 +377,8 @@ def apps_report(
     """Focused time per application and window title, per user per local day: the
     sum of the focus spans that ``window.focus`` and ``window.idle`` events end (a
     span counts on the day it ended)."""
+    if rolls_up(criteria, timezone):
+        return _apps_rolled_up(engine, scope, criteria, timezone)
     dialect = _dialect(engine)
     where = [
         *_kind(scope, criteria, "window.focus", "window.idle"),
@@ -275,6 +418,34 @@ def apps_report(
         per_day=[AppTime(days[r.day], r.user, r.app, "", int(r.spent)) for r in per_day],
         titles=[AppTime(days[r.day], r.user, r.app, r.title, int(r.spent)) for r in titles],
         totals=[AppTime(None, "", r.app, "", int(r.spent)) for r in totals],
+    )
+
+
+def _apps_rolled_up(
+    engine: sa.Engine, scope: Scope, criteria: EventCriteria, timezone: str
+) -> AppReport:
+    kinds = ("window.focus", "window.idle")
+    zone = zoneinfo.ZoneInfo(timezone)
+    with engine.connect() as conn:
+        per_app = _rollup_sums(conn, scope, criteria, kinds, "key")
+        per_hour = _rollup_sums(conn, scope, criteria, kinds, "hour_key")
+    per_day: dict[tuple[dt.date, str], int] = {}
+    for (hour_us, app), (_, spent) in per_hour.items():
+        day = dt.datetime.fromtimestamp(hour_us / 1e6, tz=zone).date()
+        per_day[(day, app)] = per_day.get((day, app), 0) + spent
+    days = sorted(
+        ((day, app, spent) for (day, app), spent in per_day.items() if spent > 0),
+        key=lambda r: (-r[0].toordinal(), -r[2], r[1]),
+    )[:ROWS]
+    return AppReport(
+        per_day=[AppTime(day, "", app, "", spent) for day, app, spent in days],
+        titles=[],
+        totals=[
+            AppTime(None, "", key, "", spent)
+            for (key,), (_, spent) in _top(per_app, index=1, limit=TOP)
+            if spent > 0
+        ],
+        rolled_up=True,
     )
 
 

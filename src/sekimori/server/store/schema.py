@@ -18,6 +18,7 @@ __all__ = [
     "groups",
     "metadata",
     "quarantine",
+    "usage_hourly",
     "user_groups",
     "users",
 ]
@@ -197,4 +198,23 @@ quarantine = sa.Table(
     sa.Column("kind", sa.String(256), nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("raw", sa.LargeBinary, nullable=False),
+)
+
+# Rollups maintained at ingest (store/rollups.py), so reports over the whole fleet read
+# a few thousand rows instead of every event. Keyed per UTC hour (local days and
+# hours of any time zone are whole hours, DST included), device group (the unit of a
+# console user's scope), kind and key (the web host, the application whose focus span
+# ended, the USB device; empty for kinds without one). ``amount``: the summed focus
+# span durations (window.focus/window.idle) or bytes copied (file.copied_to_removable).
+usage_hourly = sa.Table(
+    "usage_hourly",
+    metadata,
+    sa.Column("kind", sa.String(64), primary_key=True),
+    sa.Column("hour_us", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("group_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    # The dashboard's events per hour, every kind.
+    sa.Index("ix_usage_hourly_hour", "hour_us"),
 )
