@@ -178,6 +178,12 @@ def resolve_and_vet(
     return addresses
 
 
+def _dial(address: IPAddress, port: int, timeout: float | None) -> socket.socket:
+    sock = socket.create_connection((str(address), port), timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
 class _PinnedHTTPConnection(http.client.HTTPConnection):
     """Dials ``address`` while keeping ``host`` for the Host header."""
 
@@ -185,13 +191,8 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
         super().__init__(host, port, timeout=timeout)
         self.pinned_address = address
 
-    def _dial(self) -> socket.socket:
-        sock = socket.create_connection((str(self.pinned_address), self.port), self.timeout)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock
-
     def connect(self) -> None:
-        self.sock = self._dial()
+        self.sock = _dial(self.pinned_address, self.port, self.timeout)
 
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
@@ -205,8 +206,7 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         self.tls_context = context
 
     def connect(self) -> None:
-        sock = socket.create_connection((str(self.pinned_address), self.port), self.timeout)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock = _dial(self.pinned_address, self.port, self.timeout)
         try:
             self.sock = self.tls_context.wrap_socket(sock, server_hostname=self.host)
         except BaseException:
