@@ -77,6 +77,8 @@ class Equals:
 
     def compile(self, lists: NamedLists, rule_id: str, source: str) -> ValueTest:
         expected, negate = self.value, self.negate
+        if negate and expected is None:
+            return lambda v: v is not None
         if negate:
             return lambda v: _same_type(v, expected) and v != expected
         if isinstance(expected, str):

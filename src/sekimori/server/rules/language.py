@@ -185,7 +185,11 @@ class _Parser:
         raise RuleSyntaxError(self.source, mark.line + 1, mark.column + 1, message)
 
     def documents(self, text: str) -> Iterator[Node]:
-        loader = _Loader(text)
+        try:
+            # The reader checks the characters as it is built: inside the try.
+            loader = _Loader(text)
+        except yaml.YAMLError as exc:
+            raise RuleSyntaxError(self.source, 0, 0, f"not valid YAML: {exc}") from None
         loader.name = self.source
         try:
             while loader.check_node():

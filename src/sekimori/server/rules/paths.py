@@ -134,11 +134,11 @@ def _each_field(items: Any, step: str | int) -> list[Any]:
 
 def _walk_one(value: Any, steps: Sequence[Step]) -> Any:
     for step in steps:
+        if value is MISSING or value is None:
+            return MISSING
         if isinstance(step, _Each):  # pragma: no cover - many paths use _walk_many
             raise AssertionError("a [*] path walked as a single value")
         value = _step(value, step)
-        if value is MISSING or value is None:
-            return MISSING
     return value
 
 
