@@ -105,6 +105,9 @@ def sample_events(count: int, seed: int = 5) -> list[EvalEvent]:
 
 def _payload(pick: float, n: int, rng: random.Random) -> tuple[str, msgspec.Struct]:
     host = rng.choice(["intranet.example.jp", "www.example.com", "docs.python.org"])
+    # About one event in fifty meets one of the generated rules.
+    if rng.random() < 0.02:
+        host = f"bad{rng.randrange(0, 100, 11)}.example"
     info = WindowInfo(
         window=n,
         title=f"doc {n}",
@@ -127,7 +130,7 @@ def _payload(pick: float, n: int, rng: random.Random) -> tuple[str, msgspec.Stru
             pid=n,
             ppid=1,
             name="ls",
-            exe="/usr/bin/ls",
+            exe="/usr/bin/ls" if rng.random() > 0.02 else "/opt/tool3",
             argv=["ls", "-l", f"/home/{n}"],
             user="alice",
             uid=1000,
