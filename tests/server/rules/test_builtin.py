@@ -43,8 +43,8 @@ def usb(category: str, *, present_at_start: bool = False) -> UsbAttached:
         manufacturer="SanDisk",
         product="Ultra Fit",
         serial="4C530001",
-        category=category,
-        present_at_start=present_at_start,  # type: ignore[arg-type]
+        category=category,  # type: ignore[arg-type]
+        present_at_start=present_at_start,
     )
 
 

@@ -221,9 +221,13 @@ class _Compiler:
         if isinstance(item, ConditionFieldEqualsValueExpression):
             return self.field(item.field, item.value)
         if isinstance(item, ConditionValueExpression):
-            # A keyword: anywhere in the command line (which holds the program too).
+            # Keywords are a full-text search in Sigma: a substring of the command line.
             self.supported.add("CommandLine")
-            test = self.value(item.value)
+            value = item.value
+            if isinstance(value, SigmaString) and not value.contains_special():
+                multi = SpecialChars.WILDCARD_MULTI
+                value = multi + value + multi
+            test = self.value(value)
             return lambda p: _apply(test, _command_line(p))
         if item is None:  # an empty detection (pySigma drops nothing here, but may)
             return lambda p: False
