@@ -12,7 +12,12 @@ are indexed per field path:
 * ``contains`` / ``startswith`` / ``endswith`` / ``regex``: one combined regular
   expression per path is searched first; only when it finds something are the rules
   of that path tested;
-* ``cidr``: the networks of all rules of the path are checked first, at once.
+* ``cidr``: the networks of all rules of the path are checked first, at once;
+* ``gt`` / ``gte`` / ``lt`` / ``lte``: the rules of the path are tested only for a
+  number beyond the lowest floor or the highest ceiling among them.
+
+What a host or an address hits is remembered (a bounded memo per path): a fleet visits
+the same sites and talks to the same addresses over and over.
 
 A rule found this way is then tested in full. Rules with no anchor (no ``match``, a
 ``not`` or ``any`` at the top, Sigma detections) are tested one by one as before.
@@ -28,6 +33,7 @@ from typing import Any, Generic, TypeVar
 from sekimori.server.rules.conditions import (
     AllOf,
     Cidr,
+    Compare,
     Condition,
     Equals,
     FieldTest,
@@ -47,6 +53,7 @@ __all__ = ["KindIndex"]
 
 T = TypeVar("T")
 _BACKREFERENCE = re.compile(r"\\[1-9]|\(\?P=")
+_MEMO_SIZE = 16384
 
 
 def _key(value: Any) -> Any:
@@ -81,6 +88,8 @@ def _rank(test: FieldTest) -> int | None:
         return 3
     if isinstance(op, Regex) and not _BACKREFERENCE.search(op.pattern.pattern):
         return 4
+    if isinstance(op, Compare):
+        return 5
     return None
 
 
@@ -95,6 +104,12 @@ class _PathIndex(Generic[T]):
     prefilter: re.Pattern[str] | None = None
     ranges: list[tuple[int, int, int]] = field(default_factory=list)
     cidr_entries: list[T] = field(default_factory=list)
+    # gt/gte/lt/lte: a number at or above the lowest floor, or at or below the highest
+    # ceiling, may pass one of them.
+    compare_entries: list[T] = field(default_factory=list)
+    lowest_floor: float = float("inf")
+    highest_ceiling: float = float("-inf")
+    memo: dict[str, tuple[T, ...]] | None = None
 
     def add(self, test: FieldTest, entry: T, lists: NamedLists, rule_id: str, source: str) -> None:
         op = test.operator
@@ -124,8 +139,16 @@ class _PathIndex(Generic[T]):
         elif isinstance(op, Regex):
             self.patterns.append(op.pattern.pattern)
             self.pattern_entries.append(entry)
+        elif isinstance(op, Compare):
+            if op.op in ("gt", "gte"):
+                self.lowest_floor = min(self.lowest_floor, op.value)
+            else:
+                self.highest_ceiling = max(self.highest_ceiling, op.value)
+            self.compare_entries.append(entry)
 
     def finish(self) -> None:
+        if self.domains or self.ranges:
+            self.memo = {}
         if self.patterns:
             try:
                 self.prefilter = re.compile("|".join(f"(?:{p})" for p in self.patterns))
@@ -136,48 +159,64 @@ class _PathIndex(Generic[T]):
 
     def candidates(self, event: EvalEvent, found: list[T]) -> None:
         value = self.getter(event)
-        values: Sequence[Any]
         if self.many:
-            values = value
-        elif value is MISSING:
-            return
-        else:
-            values = (value,)
-        hashed, domains = self.hashed, self.domains
-        pattern_hit = cidr_hit = False
-        for v in values:
-            if hashed:
-                try:
-                    hits = hashed.get(_key(v))
-                except TypeError:  # an unhashable value: no rule can equal it
-                    hits = None
-                if hits:
-                    found.extend(hits)
-            if isinstance(v, str):
-                if domains:
-                    host = v.lower().rstrip(".")
-                    while True:
-                        hits = domains.get(host)
-                        if hits:
-                            found.extend(hits)
-                        dot = host.find(".")
-                        if dot < 0:
-                            break
-                        host = host[dot + 1 :]
-                if self.prefilter is not None and not pattern_hit:
-                    pattern_hit = self.prefilter.search(v) is not None
-                if self.ranges and not cidr_hit:
-                    address = lookup_address(v)
-                    if address is not None:
-                        version, number = address
-                        cidr_hit = any(
-                            ver == version and low <= number <= high
-                            for ver, low, high in self.ranges
-                        )
-        if pattern_hit:
-            found.extend(self.pattern_entries)
-        if cidr_hit:
-            found.extend(self.cidr_entries)
+            for v in value:
+                found.extend(self._hits(v))
+        elif value is not MISSING:
+            found.extend(self._hits(value))
+
+    def _hits(self, value: Any) -> Sequence[T]:
+        if type(value) is str and self.memo is not None:
+            # Hosts and addresses repeat across a fleet: remember what each one hits.
+            hits = self.memo.get(value)
+            if hits is None:
+                if len(self.memo) >= _MEMO_SIZE:
+                    self.memo.clear()
+                hits = self.memo[value] = tuple(self._compute(value))
+            return hits
+        return self._compute(value)
+
+    def _compute(self, value: Any) -> list[T]:
+        found: list[T] = []
+        if self.hashed:
+            try:
+                hits = self.hashed.get(_key(value))
+            except TypeError:  # an unhashable value: no rule can equal it
+                hits = None
+            if hits:
+                found.extend(hits)
+        if isinstance(value, str):
+            if self.domains:
+                host = value.lower().rstrip(".")
+                while True:
+                    hits = self.domains.get(host)
+                    if hits:
+                        found.extend(hits)
+                    dot = host.find(".")
+                    if dot < 0:
+                        break
+                    host = host[dot + 1 :]
+            if self.prefilter is not None and self.prefilter.search(value) is not None:
+                found.extend(self.pattern_entries)
+            if self.ranges:
+                address = lookup_address(value)
+                if address is not None:
+                    version, number = address
+                    if any(
+                        ver == version and low <= number <= high for ver, low, high in self.ranges
+                    ):
+                        found.extend(self.cidr_entries)
+        elif self.compare_entries and _number_beyond(
+            value, self.lowest_floor, self.highest_ceiling
+        ):
+            found.extend(self.compare_entries)
+        return found
+
+
+def _number_beyond(value: Any, floor: float, ceiling: float) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return value >= floor or value <= ceiling
 
 
 class KindIndex(Generic[T]):

@@ -96,6 +96,14 @@ class FieldPath:
         if len(steps) == 1 and isinstance(steps[0], str):
             key = steps[0]
             return lambda event: event.payload.get(key, MISSING)
+        if len(steps) == 2 and isinstance(steps[0], str) and isinstance(steps[1], str):
+            outer_key, inner_key = steps[0], steps[1]
+
+            def nested(event: EvalEvent) -> Any:
+                inner = event.payload.get(outer_key)
+                return inner.get(inner_key, MISSING) if isinstance(inner, dict) else MISSING
+
+            return nested
         if len(steps) == 3 and steps[1] is EACH:
             outer, inner = steps[0], steps[2]
             if isinstance(outer, str) and not isinstance(inner, _Each):
