@@ -198,9 +198,13 @@ def rebuild_rollups(engine: sa.Engine, since_us: int | None = None) -> int:
         delete = delete.where(usage_hourly.c.hour_us >= start)
     with engine.begin() as conn:
         conn.execute(delete)
-        result = conn.execute(
+        conn.execute(
             usage_hourly.insert().from_select(
                 ["kind", "hour_us", "group_id", "key", "count", "amount"], source
             )
         )
-    return max(result.rowcount, 0)
+        # Counted, not rowcount: drivers differ on INSERT ... SELECT.
+        written = sa.select(sa.func.count()).select_from(usage_hourly)
+        if since_us is not None:
+            written = written.where(usage_hourly.c.hour_us >= hour_floor(since_us))
+        return int(conn.execute(written).scalar_one())
