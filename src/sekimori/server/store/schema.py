@@ -182,6 +182,9 @@ events = sa.Table(
     sa.Column("subject", sa.Text, nullable=True),
     sa.Index("ix_events_time", "time_us"),
     sa.Index("ix_events_kind_time", "kind", "time_us"),
+    # Log search by OS user ("what did this person do"): without it the search walks
+    # every event of the period (1.8 s at 10M events).
+    sa.Index("ix_events_user_time", "os_user", "time_us"),
     sa.Index("ix_events_device_time", "device_id", "time_us"),
     # A device page's newest inventory and collector health, and its timeline by kind.
     sa.Index("ix_events_device_kind_time", "device_id", "kind", "time_us"),
