@@ -66,3 +66,21 @@ def test_every_kind_gives_bounded_fields(data: st.DataObject) -> None:
     tag, subject = event_fields(payload)
     assert tag is None or 0 < len(tag) <= MAX_TAG
     assert subject is None or 0 < len(subject) <= MAX_SUBJECT
+
+
+def test_kinds_without_search_fields_are_a_deliberate_few() -> None:
+    """A new event kind must be given a tag/subject here or added to this list."""
+    from sekimori.server.event_fields import _BY_TYPE  # noqa: PLC0415 - the table under test
+
+    assert sorted(k for k, c in EVENT_KINDS.items() if c not in _BY_TYPE) == [
+        "agent.outbox_dropped",
+        "agent.stopped",
+        "inventory.hardware",
+        "inventory.software",
+        "network.connections",
+        "session.boot",
+        "session.resume",
+        "session.shutdown",
+        "session.suspend",
+        "window.idle",
+    ]

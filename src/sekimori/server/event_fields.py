@@ -9,10 +9,18 @@ command line. Computed once at ingest so the console never parses JSON to search
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 from sekimori.protocol.events import Payload
 from sekimori.protocol.events.agent import AgentLog, AgentStarted, CollectorHealth
-from sekimori.protocol.events.device import MediaMounted, MediaUnmounted, UsbDevice
+from sekimori.protocol.events.device import (
+    MediaMounted,
+    MediaUnmounted,
+    UsbAttached,
+    UsbDetached,
+    UsbDevice,
+)
 from sekimori.protocol.events.file import (
     FileCopiedToRemovable,
     FileCreated,
@@ -27,7 +35,7 @@ from sekimori.protocol.events.inventory import (
     SoftwareUpgraded,
 )
 from sekimori.protocol.events.printing import PrintJob, PrintPage
-from sekimori.protocol.events.process import ProcessStarted, ProcessStopped
+from sekimori.protocol.events.process import ProcessRunning, ProcessStarted, ProcessStopped
 from sekimori.protocol.events.session import Logoff, Logon
 from sekimori.protocol.events.web import WebVisit
 from sekimori.protocol.events.window import WindowActive, WindowFocus
@@ -38,50 +46,112 @@ MAX_TAG = 255
 MAX_SUBJECT = 4096
 
 
-def _fields(payload: Payload) -> tuple[str | None, str | None]:
-    match payload:
-        case WebVisit():
-            return payload.host, f"{payload.url} {payload.title}"
-        case WindowFocus():
-            if payload.window is None:
-                return None, None
-            return payload.window.application, payload.window.title
-        case WindowActive() if payload.window is not None:
-            return payload.window.application, payload.window.title
-        case ProcessStarted():
-            return payload.name, " ".join([payload.exe, *payload.argv])
-        case ProcessStopped():
-            return payload.name, payload.exe
-        case FileMoved():
-            return os.path.splitext(payload.dest)[
-                1
-            ].lower() or None, f"{payload.src} {payload.dest}"
-        case FileCopiedToRemovable():
-            return payload.device or payload.mount_point, payload.path
-        case FileCreated() | FileModified() | FileDeleted():
-            return os.path.splitext(payload.path)[1].lower() or None, payload.path
-        case UsbDevice():
-            product = payload.product or payload.product_id
-            return f"{payload.vendor_id}:{payload.product_id}", (
-                f"{payload.manufacturer} {product} {payload.serial}".strip()
-            )
-        case MediaMounted() | MediaUnmounted():
-            return payload.device, f"{payload.mount_point} {payload.label}".strip()
-        case PrintJob() | PrintPage():
-            return payload.printer, payload.document
-        case Logon() | Logoff():
-            return payload.user, f"{payload.tty} {payload.host} {payload.address}".strip()
-        case SoftwareInstalled() | SoftwareRemoved():
-            return payload.name, f"{payload.name} {payload.version}"
-        case SoftwareUpgraded() | SoftwareDowngraded():
-            return payload.name, f"{payload.name} {payload.from_version} {payload.to_version}"
-        case AgentLog():
-            return payload.source, payload.message
-        case CollectorHealth():
-            return payload.collector, f"{payload.status} {payload.reason}".strip()
-        case AgentStarted():
-            return payload.version, None
-    return None, None
+_Fields = tuple[str | None, str | None]
+
+
+def _web(p: WebVisit) -> _Fields:
+    return p.host, f"{p.url} {p.title}"
+
+
+def _focus(p: WindowFocus | WindowActive) -> _Fields:
+    if p.window is None:
+        return None, None
+    return p.window.application, p.window.title
+
+
+def _started(p: ProcessStarted) -> _Fields:
+    return p.name, " ".join([p.exe, *p.argv])
+
+
+def _stopped(p: ProcessStopped) -> _Fields:
+    return p.name, p.exe
+
+
+def _moved(p: FileMoved) -> _Fields:
+    return os.path.splitext(p.dest)[1].lower() or None, f"{p.src} {p.dest}"
+
+
+def _copied(p: FileCopiedToRemovable) -> _Fields:
+    return p.device or p.mount_point, p.path
+
+
+def _file(p: FileCreated | FileModified | FileDeleted) -> _Fields:
+    return os.path.splitext(p.path)[1].lower() or None, p.path
+
+
+def _usb(p: UsbDevice) -> _Fields:
+    product = p.product or p.product_id
+    return f"{p.vendor_id}:{p.product_id}", f"{p.manufacturer} {product} {p.serial}".strip()
+
+
+def _media(p: MediaMounted | MediaUnmounted) -> _Fields:
+    return p.device, f"{p.mount_point} {p.label}".strip()
+
+
+def _print(p: PrintJob | PrintPage) -> _Fields:
+    return p.printer, p.document
+
+
+def _session(p: Logon | Logoff) -> _Fields:
+    return p.user, f"{p.tty} {p.host} {p.address}".strip()
+
+
+def _package(p: SoftwareInstalled | SoftwareRemoved) -> _Fields:
+    return p.name, f"{p.name} {p.version}"
+
+
+def _version(p: SoftwareUpgraded | SoftwareDowngraded) -> _Fields:
+    return p.name, f"{p.name} {p.from_version} {p.to_version}"
+
+
+def _log(p: AgentLog) -> _Fields:
+    return p.source, p.message
+
+
+def _health(p: CollectorHealth) -> _Fields:
+    return p.collector, f"{p.status} {p.reason}".strip()
+
+
+def _agent(p: AgentStarted) -> _Fields:
+    return p.version, None
+
+
+# By exact payload class: one dict lookup per event on the ingest hot path (a chain
+# of isinstance tests cost more than the rest of the row's handling). Subclasses
+# are listed explicitly; a class missing here has no tag or subject.
+_BY_TYPE: dict[type[Any], Callable[[Any], _Fields]] = {
+    WebVisit: _web,
+    WindowFocus: _focus,
+    WindowActive: _focus,
+    ProcessStarted: _started,
+    ProcessRunning: _started,
+    ProcessStopped: _stopped,
+    FileMoved: _moved,
+    FileCopiedToRemovable: _copied,
+    FileCreated: _file,
+    FileModified: _file,
+    FileDeleted: _file,
+    UsbAttached: _usb,
+    UsbDetached: _usb,
+    MediaMounted: _media,
+    MediaUnmounted: _media,
+    PrintJob: _print,
+    PrintPage: _print,
+    Logon: _session,
+    Logoff: _session,
+    SoftwareInstalled: _package,
+    SoftwareRemoved: _package,
+    SoftwareUpgraded: _version,
+    SoftwareDowngraded: _version,
+    AgentLog: _log,
+    CollectorHealth: _health,
+    AgentStarted: _agent,
+}
+
+
+def _fields(payload: Payload) -> _Fields:
+    extract = _BY_TYPE.get(type(payload))
+    return extract(payload) if extract is not None else (None, None)
 
 
 def event_fields(payload: Payload) -> tuple[str | None, str | None]:

@@ -95,22 +95,38 @@ def add_batch_rollups(conn: sa.Connection, batches: Sequence[StoredBatch]) -> No
             # Two replicas writing one device's resend must not both count it.
             query = query.with_for_update()
         known.update({r.id: (int(r.group_id), int(r.acked_seq)) for r in conn.execute(query)})
+    # The hot path of ingest: one pass over every row, so no call per row for the
+    # common kinds (no key, no amount).
     sums: dict[_Key, list[int]] = {}
-    seen: set[tuple[str, int]] = set()
+    keyed = _TAG_KINDS | SPAN_KINDS | {_SIZE_KIND}
+    counted: dict[str, int] = {}
     for batch in batches:
         found = known.get(batch.device_id)
         if found is None:
             continue  # no such device: its events belong to no group
         group_id, floor = found
+        # A batch's seqs ascend; a second batch of the same device in this commit
+        # (a resend) counts only above what the first one counted.
+        floor = max(floor, counted.get(batch.device_id, 0))
         for row in batch.rows:
             seq = row[1]
-            if seq <= floor or (batch.device_id, seq) in seen:
+            if seq <= floor:
                 continue
-            seen.add((batch.device_id, seq))
-            key, amount = rollup_key(row[4], row[7], row[6])
-            cell = sums.setdefault((row[4], hour_floor(row[2]), group_id, key), [0, 0])
-            cell[0] += 1
-            cell[1] += amount
+            floor = seq
+            kind = row[4]
+            if kind in keyed:
+                key, amount = rollup_key(kind, row[7], row[6])
+            else:
+                key, amount = "", 0
+            time_us = row[2]
+            cell_key = (kind, time_us - time_us % HOUR_US, group_id, key)
+            cell = sums.get(cell_key)
+            if cell is None:
+                sums[cell_key] = [1, amount]
+            else:
+                cell[0] += 1
+                cell[1] += amount
+        counted[batch.device_id] = floor
     if sums:
         _upsert(conn, sorted(sums.items()))
 

@@ -186,8 +186,6 @@ events = sa.Table(
     # every event of the period (1.8 s at 10M events).
     sa.Index("ix_events_user_time", "os_user", "time_us"),
     sa.Index("ix_events_device_time", "device_id", "time_us"),
-    # A device page's newest inventory and collector health, and its timeline by kind.
-    sa.Index("ix_events_device_kind_time", "device_id", "kind", "time_us"),
 )
 
 # Events that arrived in a valid batch but failed validation (unknown kind, wrong
