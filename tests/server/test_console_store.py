@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import sqlalchemy as sa
 
 from sekimori.clock import now_us
-from sekimori.server.store.engine import create_store_engine, migrate
 from sekimori.server.store.schema import console_sessions, users
 from sekimori.server.store.sessions import (
     create_session,
@@ -26,16 +23,6 @@ from sekimori.server.store.users import (
 )
 
 PASSWORD = "a long enough password"
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[sa.Engine]:
-    eng = create_store_engine(database_url)
-    migrate(eng)
-    try:
-        yield eng
-    finally:
-        eng.dispose()
 
 
 def test_users_are_created_with_their_groups_and_scope(engine: sa.Engine) -> None:

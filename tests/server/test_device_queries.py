@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
 from sekimori.clock import now_us
@@ -37,16 +35,6 @@ from sekimori.server.store.tokens import create_token, list_tokens, revoke_token
 
 HB = 15.0
 HOUR = 3_600_000_000
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[sa.Engine]:
-    eng = create_store_engine(database_url)
-    migrate(eng)
-    try:
-        yield eng
-    finally:
-        eng.dispose()
 
 
 def add(

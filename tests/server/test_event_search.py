@@ -3,13 +3,10 @@ bounded count, text search with LIKE wildcards, and the streamed export."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import sqlalchemy as sa
 
 from sekimori.protocol.events import EVENT_KINDS
-from sekimori.server.store.engine import create_store_engine, migrate
 from sekimori.server.store.event_search import EventCriteria, iter_events, search_events
 from sekimori.server.store.schema import groups
 from sekimori.server.store.scope import EVERYTHING, Scope
@@ -18,16 +15,6 @@ from tests.console.seed import add_device, add_events
 
 T0 = 1_720_000_000_000_000  # 2024-07-03 09:46:40 UTC
 HOUR = 3_600_000_000
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[sa.Engine]:
-    eng = create_store_engine(database_url)
-    migrate(eng)
-    try:
-        yield eng
-    finally:
-        eng.dispose()
 
 
 @pytest.fixture

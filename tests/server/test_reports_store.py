@@ -7,12 +7,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import zoneinfo
-from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
 
-from sekimori.server.store.engine import create_store_engine, migrate
 from sekimori.server.store.event_search import EventCriteria
 from sekimori.server.store.reports import (
     apps_report,
@@ -42,16 +40,6 @@ def at(  # noqa: PLR0917 - positional like datetime()
 def week(zone: zoneinfo.ZoneInfo | str = TOKYO) -> EventCriteria:
     """2024-03-04 .. 2024-03-11 local (a Monday to a Monday)."""
     return EventCriteria(since_us=at(zone, 2024, 3, 4), until_us=at(zone, 2024, 3, 11))
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[sa.Engine]:
-    eng = create_store_engine(database_url)
-    migrate(eng)
-    try:
-        yield eng
-    finally:
-        eng.dispose()
 
 
 def _sales_only(engine: sa.Engine) -> Scope:

@@ -4,14 +4,11 @@ batches arrive (resends, overlaps, several devices in one group commit)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
-import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sekimori.server.store.engine import create_store_engine, migrate
 from sekimori.server.store.events import EventRow, StoredBatch, write_batches
 from sekimori.server.store.rollups import HOUR_US, rebuild_rollups
 from sekimori.server.store.schema import events, groups, usage_hourly
@@ -19,16 +16,6 @@ from sekimori.server.store.scope import EVERYTHING
 from tests.console.seed import add_device
 
 T0 = 1_709_600_000_000_000  # 2024-03-05, a whole hour plus some
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[sa.Engine]:
-    eng = create_store_engine(database_url)
-    migrate(eng)
-    try:
-        yield eng
-    finally:
-        eng.dispose()
 
 
 def _row(device: str, seq: int, variant: int) -> EventRow:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -18,21 +17,11 @@ from sekimori.server.store.devices import (
     resolve_device_id,
     revoke_device,
 )
-from sekimori.server.store.engine import alembic_config, create_store_engine, migrate
+from sekimori.server.store.engine import alembic_config, migrate
 from sekimori.server.store.events import EventRow, StoredBatch, write_batches
 from sekimori.server.store.groups import ensure_group
 from sekimori.server.store.schema import devices
 from sekimori.server.store.tokens import TokenRefused, consume_token, create_token
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[sa.Engine]:
-    eng = create_store_engine(database_url)
-    migrate(eng)
-    try:
-        yield eng
-    finally:
-        eng.dispose()
 
 
 def _add_device(engine: sa.Engine, device_id: str, hostname: str = "pc") -> None:

@@ -181,7 +181,9 @@ events = sa.Table(
     sa.Column("tag", sa.String(255), nullable=True),
     sa.Column("subject", sa.Text, nullable=True),
     sa.Index("ix_events_time", "time_us"),
-    sa.Index("ix_events_kind_time", "kind", "time_us"),
+    # By kind and time; os_user and device_id ride along so the per-person reports
+    # (logon hours) read the index alone, not 30,000 scattered table rows.
+    sa.Index("ix_events_kind_time", "kind", "time_us", "os_user", "device_id"),
     # Log search by OS user ("what did this person do"): without it the search walks
     # every event of the period (1.8 s at 10M events).
     sa.Index("ix_events_user_time", "os_user", "time_us"),
