@@ -29,10 +29,14 @@ pytest: $(STAMP)
 	@bash scripts/system-deps.sh test
 	bash scripts/with-postgres.sh $(BIN)/pytest $(PYTEST_ARGS)
 
-## Benchmarks: ingest rate and idle agent footprint.
+## Benchmarks: ingest rate, agent footprint (idle and under a scripted workload) and
+## console page times at 20,000 PCs / 10M events (the generated store is kept in
+## /var/tmp and reused). Figures and how to read them: docs/benchmarks.md.
 bench: $(STAMP)
 	$(BIN)/sekimori bench ingest
 	$(BIN)/sekimori bench agent
+	$(BIN)/sekimori bench agent --workload
+	$(BIN)/sekimori bench console --keep /var/tmp/sekimori-console-bench
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
