@@ -12,11 +12,13 @@ __all__ = [
     "audit_head",
     "audit_log",
     "console_sessions",
+    "device_policy",
     "devices",
     "enrollment_tokens",
     "events",
     "groups",
     "metadata",
+    "policies",
     "quarantine",
     "usage_hourly",
     "user_groups",
@@ -220,4 +222,30 @@ usage_hourly = sa.Table(
     sa.Column("amount", sa.BigInteger, nullable=False),
     # The dashboard's events per hour, every kind.
     sa.Index("ix_usage_hourly_hour", "hour_us"),
+)
+
+# Collection policies (sekimori.protocol.policy), one row per saved version of a
+# group's policy; the newest version is the group's current policy. Rows are never
+# updated or deleted: the history is what the console diffs and the audit refers to.
+policies = sa.Table(
+    "policies",
+    metadata,
+    sa.Column("group_id", sa.Integer, sa.ForeignKey("groups.id"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("created_us", sa.BigInteger, nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+    # The validated policy as JSON text.
+    sa.Column("document", sa.Text, nullable=False),
+    sa.Column("comment", sa.Text, nullable=False, default=""),
+)
+
+# The policy version each device last reported as applied (the console's "which
+# devices run which version"). No foreign key to devices, as for events.
+device_policy = sa.Table(
+    "device_policy",
+    metadata,
+    sa.Column("device_id", sa.String(36), primary_key=True),
+    sa.Column("group_id", sa.Integer, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("reported_us", sa.BigInteger, nullable=False),
 )
