@@ -16,7 +16,7 @@ from typing import Any, Final, Literal
 
 import sqlalchemy as sa
 
-from sekimori.server.store.devices import Device
+from sekimori.server.store.devices import DEVICE_COLUMNS, Device, device_from_row
 from sekimori.server.store.schema import devices, events, groups, usage_hourly
 from sekimori.server.store.scope import Scope
 
@@ -108,31 +108,8 @@ def device_status(device: Device, now: int, heartbeat_seconds: float) -> Status:
     return "online" if device.online(now, heartbeat_seconds) else "offline"
 
 
-_COLUMNS = (
-    devices.c.id,
-    devices.c.hostname,
-    devices.c.os,
-    devices.c.os_version,
-    devices.c.agent_version,
-    groups.c.name.label("group"),
-    devices.c.cert_serial,
-    devices.c.enrolled_us,
-    devices.c.first_seen_us,
-    devices.c.last_seen_us,
-    devices.c.connected,
-    devices.c.revoked_us,
-    devices.c.acked_seq,
-    devices.c.outbox_events,
-    devices.c.dropped_total,
-)
-
-
 def _select() -> sa.Select[tuple[object, ...]]:
-    return sa.select(*_COLUMNS)
-
-
-def _device(row: sa.Row[tuple[object, ...]]) -> Device:
-    return Device(**row._asdict())
+    return sa.select(*DEVICE_COLUMNS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +200,7 @@ def search_devices(
             .limit(per_page)
             .offset((page - 1) * per_page)
         ).all()
-    return DeviceList([_device(r) for r in rows], total, page, per_page)
+    return DeviceList([device_from_row(r) for r in rows], total, page, per_page)
 
 
 def device_in_scope(engine: sa.Engine, scope: Scope, device_id: str) -> Device | None:
@@ -235,7 +212,7 @@ def device_in_scope(engine: sa.Engine, scope: Scope, device_id: str) -> Device |
             .join(groups, groups.c.id == devices.c.group_id)
             .where(devices.c.id == device_id, scope.device_filter())
         ).first()
-    return _device(row) if row else None
+    return device_from_row(row) if row else None
 
 
 def _versions(conn: sa.Connection, scope: Scope) -> list[str]:
@@ -346,7 +323,7 @@ def latest_seen(engine: sa.Engine, scope: Scope, limit: int = 10) -> list[Device
             .order_by(devices.c.last_seen_us.desc(), devices.c.id.desc())
             .limit(limit)
         ).all()
-    return [_device(r) for r in rows]
+    return [device_from_row(r) for r in rows]
 
 
 def revoked_devices(engine: sa.Engine, scope: Scope, limit: int = 100) -> list[Device]:
@@ -359,7 +336,7 @@ def revoked_devices(engine: sa.Engine, scope: Scope, limit: int = 100) -> list[D
             .order_by(devices.c.revoked_us.desc(), devices.c.id)
             .limit(limit)
         ).all()
-    return [_device(r) for r in rows]
+    return [device_from_row(r) for r in rows]
 
 
 def events_per_hour(

@@ -11,8 +11,10 @@ from sekimori.clock import now_us
 from sekimori.server.store.schema import devices, groups
 
 __all__ = [
+    "DEVICE_COLUMNS",
     "Device",
     "DeviceNotFound",
+    "device_from_row",
     "get_device",
     "list_devices",
     "mark_connected",
@@ -55,7 +57,8 @@ class Device:
         return now - self.last_seen_us <= int(3 * heartbeat_seconds * 1_000_000) + 5_000_000
 
 
-_columns = (
+# The columns a Device is built from (device_queries.py selects them with its own joins).
+DEVICE_COLUMNS = (
     devices.c.id,
     devices.c.hostname,
     devices.c.os,
@@ -75,22 +78,22 @@ _columns = (
 
 
 def _select() -> sa.Select[tuple[object, ...]]:
-    return sa.select(*_columns).join(groups, groups.c.id == devices.c.group_id)
+    return sa.select(*DEVICE_COLUMNS).join(groups, groups.c.id == devices.c.group_id)
 
 
-def _device(row: sa.Row[tuple[object, ...]]) -> Device:
+def device_from_row(row: sa.Row[tuple[object, ...]]) -> Device:
     return Device(**row._asdict())
 
 
 def get_device(conn: sa.Connection, device_id: str) -> Device | None:
     row = conn.execute(_select().where(devices.c.id == device_id)).first()
-    return _device(row) if row else None
+    return device_from_row(row) if row else None
 
 
 def list_devices(engine: sa.Engine) -> list[Device]:
     with engine.connect() as conn:
         rows = conn.execute(_select().order_by(devices.c.hostname, devices.c.id)).all()
-    return [_device(r) for r in rows]
+    return [device_from_row(r) for r in rows]
 
 
 def resolve_device_id(engine: sa.Engine, text: str) -> str:
