@@ -24,13 +24,30 @@ def role_label(role: str) -> str:
 # dashboard: the fleet summary. devices: device list and pages (inventory, status).
 # activity: what people did (logs, reports, a device's timeline) — each view audited.
 # enroll: enrollment tokens and revoking devices. audit: the audit trail.
-# users: console accounts.
-Permission = Literal["dashboard", "devices", "activity", "enroll", "audit", "users"]
+# users: console accounts. alerts: see alerts and handle them (acknowledge, resolve,
+# assign, comment). rules: alert rules, their lists, Sigma imports, notifications.
+# policies: collection policies of device groups.
+Permission = Literal[
+    "dashboard", "devices", "activity", "enroll", "audit", "users", "alerts", "rules", "policies"
+]
 
 PERMISSIONS: Final[dict[Role, frozenset[Permission]]] = {
-    "administrator": frozenset({"dashboard", "devices", "activity", "enroll", "audit", "users"}),
-    # Operators look after devices; they see a device's activity to troubleshoot it.
-    "operator": frozenset({"dashboard", "devices", "activity", "enroll"}),
+    "administrator": frozenset(
+        {
+            "dashboard",
+            "devices",
+            "activity",
+            "enroll",
+            "audit",
+            "users",
+            "alerts",
+            "rules",
+            "policies",
+        }
+    ),
+    # Operators look after devices; they see a device's activity to troubleshoot it,
+    # and handle the alerts of their groups.
+    "operator": frozenset({"dashboard", "devices", "activity", "enroll", "alerts"}),
     # Auditors read logs, reports and the audit trail, nothing else.
     "auditor": frozenset({"dashboard", "activity", "audit"}),
     "viewer": frozenset({"dashboard"}),

@@ -9,6 +9,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 __all__ = [
+    "alert_comments",
+    "alert_events",
+    "alerts",
     "audit_head",
     "audit_log",
     "console_sessions",
@@ -20,6 +23,11 @@ __all__ = [
     "metadata",
     "policies",
     "quarantine",
+    "rule_lists",
+    "rule_settings",
+    "rule_state",
+    "rules_custom",
+    "rules_revision",
     "usage_hourly",
     "user_groups",
     "users",
@@ -248,4 +256,133 @@ device_policy = sa.Table(
     sa.Column("group_id", sa.Integer, nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("reported_us", sa.BigInteger, nullable=False),
+)
+
+
+# Alerts (issue 5): one row per (rule, device, key) while it is not resolved — the
+# partial unique index makes a second "open" row for the same thing impossible, on
+# every replica; a new match of a resolved alert opens a new one. ``count`` grows with
+# each matching event (dedup: one alert with a count, not a thousand). ``key`` is the
+# threshold rule's ``by`` values as JSON ("" for plain rules).
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("rule_id", sa.String(128), nullable=False),
+    sa.Column("title", sa.String(256), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("device_id", sa.String(36), nullable=False),
+    sa.Column("key", sa.String(512), nullable=False),
+    # open | acknowledged | resolved
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("count", sa.BigInteger, nullable=False),
+    # Times of the first and newest matching event (event time, not arrival).
+    sa.Column("first_us", sa.BigInteger, nullable=False),
+    sa.Column("last_us", sa.BigInteger, nullable=False),
+    sa.Column("created_us", sa.BigInteger, nullable=False),
+    sa.Column("updated_us", sa.BigInteger, nullable=False),
+    # One line saying what happened (the path, host, package...), for lists and mail.
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("assignee", sa.String(64), nullable=True),
+    sa.Column("resolved_us", sa.BigInteger, nullable=True),
+    # Notification outbox: NULL until every route was tried (see server/alerting).
+    sa.Column("notified_us", sa.BigInteger, nullable=True),
+    sa.Column("notify_attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("notify_after_us", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Index(
+        "ux_alerts_active",
+        "rule_id",
+        "device_id",
+        "key",
+        unique=True,
+        sqlite_where=sa.text("status != 'resolved'"),
+        postgresql_where=sa.text("status != 'resolved'"),
+    ),
+    sa.Index("ix_alerts_status_last", "status", "last_us"),
+    sa.Index("ix_alerts_device_last", "device_id", "last_us"),
+    sa.Index("ix_alerts_last", "last_us"),
+    sa.Index(
+        "ix_alerts_notify",
+        "notify_after_us",
+        sqlite_where=sa.text("notified_us IS NULL"),
+        postgresql_where=sa.text("notified_us IS NULL"),
+    ),
+)
+
+# The matching events of an alert (the first ALERT_EVENTS_KEPT of them; ``count`` on
+# the alert says how many there were in all).
+alert_events = sa.Table(
+    "alert_events",
+    metadata,
+    sa.Column("alert_id", sa.Integer, sa.ForeignKey("alerts.id"), primary_key=True),
+    sa.Column("device_id", sa.String(36), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+)
+
+# An alert's history: comments, status changes and assignments, in order.
+alert_comments = sa.Table(
+    "alert_comments",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("alert_id", sa.Integer, sa.ForeignKey("alerts.id"), nullable=False),
+    sa.Column("created_us", sa.BigInteger, nullable=False),
+    sa.Column("author", sa.String(128), nullable=False),
+    # comment | status | assign
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Index("ix_alert_comments_alert", "alert_id", "id"),
+)
+
+# Rule configuration. Built-in rules are switched on and off here (absent: the rule's
+# own ``enabled``); custom YAML rules and imported Sigma rules keep their source text.
+rule_settings = sa.Table(
+    "rule_settings",
+    metadata,
+    sa.Column("rule_id", sa.String(128), primary_key=True),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("updated_us", sa.BigInteger, nullable=False),
+    sa.Column("updated_by", sa.String(128), nullable=False),
+)
+
+rules_custom = sa.Table(
+    "rules_custom",
+    metadata,
+    # A name for the source (one YAML document may hold several rules).
+    sa.Column("name", sa.String(128), primary_key=True),
+    # yaml | sigma
+    sa.Column("format", sa.String(16), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("updated_us", sa.BigInteger, nullable=False),
+    sa.Column("updated_by", sa.String(128), nullable=False),
+)
+
+# Named lists the rules refer to (blocked_domains, banned_software, ...): one entry
+# per line.
+rule_lists = sa.Table(
+    "rule_lists",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("entries", sa.Text, nullable=False),
+    sa.Column("updated_us", sa.BigInteger, nullable=False),
+    sa.Column("updated_by", sa.String(128), nullable=False),
+)
+
+# Bumped by every change to the tables above: each replica polls it and rebuilds its
+# rule set when it moves. A single row, id 1.
+rules_revision = sa.Table(
+    "rules_revision",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("revision", sa.BigInteger, nullable=False),
+)
+
+# Threshold rule windows per device (ThresholdTracker.export_state as JSON), written
+# in the same transaction as the events they count: a restart or a move to another
+# replica neither loses nor repeats a threshold alert.
+rule_state = sa.Table(
+    "rule_state",
+    metadata,
+    sa.Column("device_id", sa.String(36), primary_key=True),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("updated_us", sa.BigInteger, nullable=False),
 )
