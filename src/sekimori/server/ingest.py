@@ -5,6 +5,9 @@ queued (up to ``commit_events`` events) into one transaction (group commit), com
 and only then resolves the futures, so an acknowledgement always means "committed".
 If a group commit fails, its batches are retried one by one, so one bad batch cannot
 hold back the others; the failing one gets StoreUnavailable.
+
+The alert rules run in the same transaction (``sekimori.server.alerting.evaluator``):
+an event and the alert it raises commit together or not at all.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from sekimori.clock import now_us
+from sekimori.server.alerting.evaluator import IngestRules
 from sekimori.server.metrics import Metrics
 from sekimori.server.store.events import StoredBatch, write_batches
 
@@ -51,8 +56,16 @@ def _resolve(job: _Job, error: BaseException | None) -> None:
 
 
 class IngestWriter:
-    def __init__(self, engine: sa.Engine, metrics: Metrics, *, commit_events: int) -> None:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        metrics: Metrics,
+        *,
+        commit_events: int,
+        rules: IngestRules | None = None,
+    ) -> None:
         self._engine = engine
+        self.rules = rules if rules is not None else IngestRules()
         self._metrics = metrics
         self._commit_events = commit_events
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
@@ -108,6 +121,8 @@ class IngestWriter:
         # exception types (sqlite3.Error, psycopg.Error) arrive unwrapped, and this
         # thread must outlive any batch: a dead writer would stall every agent.
         except Exception as exc:  # noqa: BLE001
+            # Their threshold windows counted events that were not stored.
+            self.rules.discard([j.batch.device_id for j in jobs])
             if len(jobs) == 1:
                 log.error("store refused a batch from device %s: %s", jobs[0].batch.device_id, exc)
                 _resolve(jobs[0], StoreUnavailable("the store could not commit this batch"))
@@ -125,7 +140,10 @@ class IngestWriter:
 
     def _write(self, batches: list[StoredBatch]) -> None:
         with self._engine.begin() as conn:
-            write_batches(conn, batches)
+            floors = write_batches(conn, batches)
+            alerts = self.rules.evaluate(conn, batches, floors, now_us=now_us())
+        if alerts is not None:
+            self._metrics.alerts_raised.inc(len(alerts.created))
         stored = sum(b.inserted for b in batches)
         received = sum(len(b.rows) for b in batches)
         self._metrics.events_ingested.inc(stored)

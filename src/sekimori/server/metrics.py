@@ -54,3 +54,8 @@ class Metrics:
             ["result"],
             registry=self.registry,
         )
+        self.alerts_raised = Counter(
+            "sekimori_alerts_raised",
+            "Alerts opened by the rules at ingest (growing an open alert does not count)",
+            registry=self.registry,
+        )

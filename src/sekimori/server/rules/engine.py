@@ -102,6 +102,13 @@ class RuleSet:
         self.longest_window_us = max(
             (r.threshold.within_us for r in self.rules if r.threshold), default=0
         )
+        # The kinds some enabled rule looks at: any other event needs no evaluation
+        # (the ingest writer does not even decode its payload).
+        self.kinds: frozenset[str] = frozenset(self._index)
+        # The kinds an enabled threshold rule counts (their events touch the tracker).
+        self.threshold_kinds: frozenset[str] = frozenset(
+            kind for r in self.rules if r.enabled and r.threshold for kind in r.kinds
+        )
 
     def rules_for(self, kind: str) -> tuple[Rule, ...]:
         """The enabled rules an event of ``kind`` may be tested against."""
@@ -111,9 +118,10 @@ class RuleSet:
         entries = {id(e): e for e in index.entries}
         return tuple(e.rule for e in sorted(entries.values(), key=_order))
 
-    def evaluate(self, event: EvalEvent) -> list[Match]:
+    def evaluate(self, event: EvalEvent, thresholds: ThresholdTracker | None = None) -> list[Match]:
         """The rules that fire on ``event`` (threshold rules count it, and fire once
-        when their count is first exceeded within the window)."""
+        when their count is first exceeded within the window). ``thresholds``: the
+        tracker to count in instead of the set's own (ingest keeps one per device)."""
         index = self._index.get(event.kind)
         if index is None:
             return []
@@ -136,7 +144,8 @@ class RuleSet:
                 matches.append(Match(rule, event))
                 continue
             key = tuple(None if (v := get(event)) is MISSING else v for get in entry.key_getters)
-            count = self.thresholds.observe(rule.id, rule.threshold, key, event.time_us)
+            tracker = self.thresholds if thresholds is None else thresholds
+            count = tracker.observe(rule.id, rule.threshold, key, event.time_us)
             if count is not None:
                 matches.append(Match(rule, event, count, key))
         return matches

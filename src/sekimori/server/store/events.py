@@ -16,7 +16,7 @@ from itertools import chain
 
 import sqlalchemy as sa
 
-from sekimori.server.store.rollups import add_batch_rollups
+from sekimori.server.store.rollups import add_batch_rollups, device_floors
 from sekimori.server.store.schema import devices, events, quarantine
 
 __all__ = ["EventRow", "QuarantineRow", "StoredBatch", "count_events", "write_batches"]
@@ -107,12 +107,18 @@ def _sqlite_insert_events(db: sqlite3.Connection, rows: list[EventRow]) -> int:
     return inserted
 
 
-def write_batches(conn: sa.Connection, batches: Sequence[StoredBatch]) -> None:
+def write_batches(
+    conn: sa.Connection, batches: Sequence[StoredBatch]
+) -> dict[str, tuple[int, int]]:
     """Insert the batches' events and quarantined events and advance each device's
-    ``acked_seq``. The caller owns the transaction (commit, then acknowledge)."""
+    ``acked_seq``. The caller owns the transaction (commit, then acknowledge).
+
+    Returns each known device's (group id, acked_seq) as it was before: rows above it
+    are the ones this call stored (the rules evaluate only those)."""
     dialect = conn.dialect.name
-    # Before the inserts: it tells new rows from resent ones by the acked_seq they raise.
-    add_batch_rollups(conn, batches)
+    # Before the inserts: new rows are told from resent ones by the acked_seq they raise.
+    floors = device_floors(conn, batches)
+    add_batch_rollups(conn, batches, floors)
     dbapi = conn.connection.dbapi_connection
     assert dbapi is not None  # noqa: S101 - a live connection always has one
     cursor = dbapi.cursor()
@@ -151,6 +157,7 @@ def write_batches(conn: sa.Connection, batches: Sequence[StoredBatch]) -> None:
             .where(devices.c.id == device_id, devices.c.acked_seq < seq)
             .values(acked_seq=seq)
         )
+    return floors
 
 
 def count_events(engine: sa.Engine, device_id: str | None = None) -> int:

@@ -40,6 +40,7 @@ __all__ = [
     "HOUR_US",
     "SPAN_KINDS",
     "add_batch_rollups",
+    "device_floors",
     "hour_floor",
     "rebuild_rollups",
     "rollup_columns",
@@ -80,12 +81,13 @@ def rollup_key(kind: str, tag: str | None, payload: str) -> tuple[str, int]:
 _Key = tuple[str, int, int, str]  # kind, hour_us, group_id, key
 
 
-def add_batch_rollups(conn: sa.Connection, batches: Sequence[StoredBatch]) -> None:
-    """Add the batches' new rows to the rollups. Call in the writing transaction
-    BEFORE the events are inserted and ``acked_seq`` is raised."""
+def device_floors(
+    conn: sa.Connection, batches: Sequence[StoredBatch]
+) -> dict[str, tuple[int, int]]:
+    """(group id, acked_seq) of each device with rows in ``batches``, read in the
+    writing transaction BEFORE the events are inserted: rows above ``acked_seq`` are
+    the new ones (rollups and rules count only those). Unknown devices are absent."""
     wanted = sorted({b.device_id for b in batches if b.rows})
-    if not wanted:
-        return
     known: dict[str, tuple[int, int]] = {}
     for start in range(0, len(wanted), 500):
         query = sa.select(devices.c.id, devices.c.group_id, devices.c.acked_seq).where(
@@ -95,6 +97,21 @@ def add_batch_rollups(conn: sa.Connection, batches: Sequence[StoredBatch]) -> No
             # Two replicas writing one device's resend must not both count it.
             query = query.with_for_update()
         known.update({r.id: (int(r.group_id), int(r.acked_seq)) for r in conn.execute(query)})
+    return known
+
+
+def add_batch_rollups(
+    conn: sa.Connection,
+    batches: Sequence[StoredBatch],
+    known: dict[str, tuple[int, int]] | None = None,
+) -> None:
+    """Add the batches' new rows to the rollups. Call in the writing transaction
+    BEFORE the events are inserted and ``acked_seq`` is raised (or pass ``known``
+    from ``device_floors`` read then)."""
+    if known is None:
+        known = device_floors(conn, batches)
+    if not known:
+        return
     # The hot path of ingest: one pass over every row, so no call per row for the
     # common kinds (no key, no amount).
     sums: dict[_Key, list[int]] = {}
