@@ -4,6 +4,7 @@ and threshold windows survive a restart — on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import msgspec
 import sqlalchemy as sa
@@ -54,10 +55,21 @@ def _ingest(engine: sa.Engine, rules: IngestRules, batch: StoredBatch) -> None:
         rules.evaluate(conn, [batch], floors, now_us=now_us())
 
 
-def _alerts(engine: sa.Engine) -> list[sa.Row[tuple[int, str, str, int, str, str]]]:
+@dataclass(frozen=True)
+class _Alert:
+    id: int
+    rule_id: str
+    status: str
+    count: int
+    key: str
+    summary: str
+
+
+def _alerts(engine: sa.Engine) -> list[_Alert]:
     with engine.connect() as conn:
-        return list(
-            conn.execute(
+        return [
+            _Alert(*row)
+            for row in conn.execute(
                 sa.select(
                     alerts.c.id,
                     alerts.c.rule_id,
@@ -67,7 +79,7 @@ def _alerts(engine: sa.Engine) -> list[sa.Row[tuple[int, str, str, int, str, str
                     alerts.c.summary,
                 ).order_by(alerts.c.id)
             )
-        )
+        ]
 
 
 def _copy(n: int) -> tuple[str, Payload]:
