@@ -21,6 +21,7 @@ from sekimori.server.console.routes import (
     devices,
     enrollment,
     logs,
+    policies,
     reports,
     users,
 )
@@ -92,6 +93,7 @@ def create_console_app(
         *enrollment.routes,
         *audit.routes,
         *users.routes,
+        *policies.routes,
         *account.routes,
         Mount("/static", app=StaticFiles(directory=_STATIC), name="static"),
     ]

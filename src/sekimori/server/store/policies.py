@@ -37,6 +37,7 @@ from sekimori.server.store.scope import Scope
 
 __all__ = [
     "PolicyVersionCount",
+    "StalePolicy",
     "StoredPolicy",
     "UnknownGroup",
     "current_policy",
@@ -54,6 +55,15 @@ _SAVE_ATTEMPTS = 5
 
 class UnknownGroup(LookupError):
     """No device group has this id."""
+
+
+class StalePolicy(Exception):
+    """The group's current version is not the one the editor started from: someone
+    saved meanwhile. ``current`` is the version there is now (0: none)."""
+
+    def __init__(self, current: int) -> None:
+        self.current = current
+        super().__init__(f"the group's policy is at version {current} now")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,13 +100,16 @@ def save_policy(
     comment: str = "",
     client_ip: str = "",
     now_us: int,
+    expected_version: int | None = None,
 ) -> int:
     """Store ``policy`` as the group's next version and return that version.
 
     Race-safe: the group row is written first, which serialises saves of one group
     (SQLite's write lock, PostgreSQL's row lock), and a primary-key clash is retried.
     The audit entry ("policy.save", with the diff) commits with the version.
-    Raises UnknownGroup.
+    ``expected_version`` (0: the group has none yet) guards against lost updates: the
+    console's editor passes the version it showed, and a save on top of another is
+    refused. Raises UnknownGroup, StalePolicy.
     """
     for attempt in range(_SAVE_ATTEMPTS):
         try:
@@ -109,6 +122,7 @@ def save_policy(
                     comment=comment,
                     client_ip=client_ip,
                     now_us=now_us,
+                    expected_version=expected_version,
                 )
         except sa.exc.IntegrityError:
             if attempt == _SAVE_ATTEMPTS - 1:
@@ -125,6 +139,7 @@ def _save(
     comment: str,
     client_ip: str,
     now_us: int,
+    expected_version: int | None,
 ) -> int:
     locked = conn.execute(
         sa.update(groups).where(groups.c.id == group_id).values(name=groups.c.name)
@@ -132,7 +147,10 @@ def _save(
     if locked == 0:
         raise UnknownGroup(group_id)
     previous = _current(conn, group_id)
-    version = 1 if previous is None else previous.version + 1
+    current = 0 if previous is None else previous.version
+    if expected_version is not None and expected_version != current:
+        raise StalePolicy(current)
+    version = current + 1
     conn.execute(
         sa.insert(policies).values(
             group_id=group_id,
