@@ -12,7 +12,9 @@ from sekimori.protocol.events.agent import (
     AgentStarted,
     AgentStopped,
     CollectorHealth,
+    NoticeUpdated,
     OutboxDropped,
+    PolicyApplication,
 )
 from sekimori.protocol.events.device import MediaMounted, MediaUnmounted, UsbAttached, UsbDetached
 from sekimori.protocol.events.file import (
@@ -212,6 +214,16 @@ SAMPLES: Final[dict[str, Callable[[str], Payload]]] = {
     "agent.outbox_dropped": lambda u: OutboxDropped(count=3, first_seq=10, last_seq=12, bytes=2048),
     "agent.collector_health": lambda u: CollectorHealth(
         collector="window", status="failed", reason="no display"
+    ),
+    "agent.policy_applied": lambda u: PolicyApplication(
+        group="default", version=3, ok=True, restarted=["files"]
+    ),
+    "agent.notice_updated": lambda u: NoticeUpdated(
+        version=3,
+        enabled=True,
+        paths=["/run/sekimori/notice.txt"],
+        text_en="This PC records applications used.",
+        text_ja="このPCは使用したアプリケーションを記録します。",
     ),
     "inventory.hardware": lambda u: _hardware(),
     "inventory.software": lambda u: SoftwareSnapshot(

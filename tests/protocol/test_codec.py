@@ -36,6 +36,8 @@ from sekimori.protocol import (
     Hello,
     InvalidMessage,
     Payload,
+    PolicyApplied,
+    PolicyUpdate,
     ProtocolError,
     Rejection,
     ServerMessage,
@@ -64,8 +66,8 @@ i64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 text = st.text(max_size=40)
 floats = st.floats(allow_nan=False)
 
-AGENT_TAGS = ["enroll", "hello", "batch", "heartbeat", "command_result"]
-SERVER_TAGS = ["enrolled", "welcome", "ack", "command", "error"]
+AGENT_TAGS = ["enroll", "hello", "batch", "heartbeat", "command_result", "policy_applied"]
+SERVER_TAGS = ["enrolled", "welcome", "ack", "command", "policy", "error"]
 
 
 # ---- strategies ---------------------------------------------------------------------
@@ -90,7 +92,14 @@ enrolls = st.builds(
     agent_version=text,
     group=st.none() | text,
 )
-hellos = st.builds(Hello, agent_version=text, hostname=text, os=text, os_version=text)
+hellos = st.builds(
+    Hello,
+    agent_version=text,
+    hostname=text,
+    os=text,
+    os_version=text,
+    capabilities=st.lists(st.text(max_size=64), max_size=32),
+)
 batches = st.builds(
     EventBatch,
     first_seq=ints,
@@ -106,8 +115,14 @@ command_results = st.builds(
     ok=st.booleans(),
     detail=st.dictionaries(text, st.none() | st.booleans() | ints | floats | text, max_size=5),
 )
+policy_applieds = st.builds(
+    PolicyApplied,
+    version=st.integers(min_value=0, max_value=2**31 - 1),
+    ok=st.booleans(),
+    error=st.text(max_size=2000),
+)
 agent_messages: st.SearchStrategy[AgentMessage] = st.one_of(
-    enrolls, hellos, batches, heartbeats, command_results
+    enrolls, hellos, batches, heartbeats, command_results, policy_applieds
 )
 
 server_messages: st.SearchStrategy[ServerMessage] = st.one_of(
@@ -129,6 +144,12 @@ server_messages: st.SearchStrategy[ServerMessage] = st.one_of(
         rejected=st.lists(st.builds(Rejection, seq=ints, reason=text), max_size=4),
     ),
     st.builds(Command, command_id=text, name=st.just("status")),
+    st.builds(
+        PolicyUpdate,
+        group=st.text(max_size=255),
+        version=st.integers(min_value=0, max_value=2**31 - 1),
+        document=st.binary(max_size=200),
+    ),
     st.builds(ErrorMessage, code=text, message=text, retryable=st.booleans()),
 )
 
@@ -246,12 +267,14 @@ def test_the_round_trip_strategies_cover_every_message_type() -> None:
         "EventBatch",
         "Heartbeat",
         "CommandResult",
+        "PolicyApplied",
     }
     assert {s.__name__ for s in get_args(ServerMessage)} == {
         "Enrolled",
         "Welcome",
         "Ack",
         "Command",
+        "PolicyUpdate",
         "ErrorMessage",
     }
 

@@ -20,6 +20,7 @@ from sekimori.protocol.errors import (
 )
 from sekimori.protocol.events import EVENT_KINDS, Event, Payload
 from sekimori.protocol.messages import (
+    CAPABILITY_POLICY,
     PROTOCOL_VERSION,
     Ack,
     AgentMessage,
@@ -31,12 +32,20 @@ from sekimori.protocol.messages import (
     EventBatch,
     Heartbeat,
     Hello,
+    PolicyApplied,
+    PolicyUpdate,
     Rejection,
     ServerMessage,
     Welcome,
 )
+from sekimori.protocol.policy_document import (
+    InvalidPolicy,
+    decode_policy_document,
+    encode_policy_document,
+)
 
 __all__ = [
+    "CAPABILITY_POLICY",
     "EVENT_KINDS",
     "PROTOCOL_VERSION",
     "SUPPORTED_VERSIONS",
@@ -53,7 +62,10 @@ __all__ = [
     "Heartbeat",
     "Hello",
     "InvalidMessage",
+    "InvalidPolicy",
     "Payload",
+    "PolicyApplied",
+    "PolicyUpdate",
     "ProtocolError",
     "Rejection",
     "ServerMessage",
@@ -62,7 +74,9 @@ __all__ = [
     "decode_agent_message",
     "decode_batch_events",
     "decode_payload",
+    "decode_policy_document",
     "decode_server_message",
     "encode_batch_body",
     "encode_message",
+    "encode_policy_document",
 ]

@@ -4,15 +4,24 @@ Each WebSocket binary frame is one msgpack map with ``v`` (protocol version) and
 ``t`` (message type) beside the message's fields. Unknown extra fields are ignored
 (a newer peer may add optional fields within a version); missing or mistyped fields
 are refused.
+
+Message types added within version 1 are gated by a capability: the agent lists what
+it understands in ``Hello.capabilities`` and the server sends such a message only to
+an agent that listed it (an older agent would refuse an unknown ``t``). The agent sends
+a gated reply only in answer to the server's gated message, so an older server never
+sees one.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
 __all__ = [
+    "CAPABILITY_POLICY",
+    "MAX_POLICY_DOCUMENT_BYTES",
+    "MAX_POLICY_ERROR_CHARS",
     "PROTOCOL_VERSION",
     "Ack",
     "AgentMessage",
@@ -25,12 +34,22 @@ __all__ = [
     "Heartbeat",
     "Hello",
     "Message",
+    "PolicyApplied",
+    "PolicyUpdate",
     "Rejection",
     "ServerMessage",
     "Welcome",
 ]
 
 PROTOCOL_VERSION = 1
+
+# Capabilities an agent may list in ``Hello.capabilities``.
+CAPABILITY_POLICY = "policy"  # understands ``policy`` and answers ``policy_applied``
+# A policy document on the wire (JSON). The largest valid policy is far bigger in
+# theory (1,000 patterns of 1 KiB per list), but nothing real comes near 1 MiB, and
+# the agent reads server frames of at most 4 MiB.
+MAX_POLICY_DOCUMENT_BYTES = 1024 * 1024
+MAX_POLICY_ERROR_CHARS = 2000
 
 
 class Message(msgspec.Struct, tag_field="t", kw_only=True):
@@ -59,6 +78,11 @@ class Hello(Message, tag="hello"):
     hostname: str
     os: str
     os_version: str
+    # Optional features this agent speaks (see the module docstring); an older agent
+    # sends none and gets none of the gated messages.
+    capabilities: Annotated[
+        list[Annotated[str, msgspec.Meta(max_length=64)]], msgspec.Meta(max_length=32)
+    ] = msgspec.field(default_factory=list)
 
 
 class EventBatch(Message, tag="batch"):
@@ -81,6 +105,15 @@ class CommandResult(Message, tag="command_result"):
     command_id: str
     ok: bool
     detail: dict[str, str | int | float | bool | None]
+
+
+class PolicyApplied(Message, tag="policy_applied"):
+    """The agent's answer to ``policy``: it now runs ``version`` (``ok``), or it
+    refused or failed to apply it and keeps what it ran before (``error`` says why)."""
+
+    version: Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
+    ok: bool
+    error: Annotated[str, msgspec.Meta(max_length=MAX_POLICY_ERROR_CHARS)] = ""
 
 
 # ---- server -> agent -------------------------------------------------------------
@@ -123,11 +156,28 @@ class Command(Message, tag="command"):
     name: Literal["status"]
 
 
+class PolicyUpdate(Message, tag="policy"):
+    """The collection policy of the device's group (``sekimori.protocol.policy``), sent
+    after ``welcome`` and again whenever the group's policy gets a new version. Only
+    to agents that listed the ``policy`` capability.
+
+    ``document`` is the policy as JSON bytes rather than a typed field: the agent
+    validates it itself (``decode_policy_document``), so a policy it cannot accept is
+    answered with ``policy_applied(ok=False)`` naming the field, instead of failing
+    the whole frame and dropping the connection. Version 0 is the default policy of a
+    group that never had one saved ("the agent's own settings").
+    """
+
+    group: Annotated[str, msgspec.Meta(max_length=255)]
+    version: Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
+    document: Annotated[bytes, msgspec.Meta(max_length=MAX_POLICY_DOCUMENT_BYTES)]
+
+
 class ErrorMessage(Message, tag="error"):
     code: str
     message: str
     retryable: bool
 
 
-AgentMessage = Enroll | Hello | EventBatch | Heartbeat | CommandResult
-ServerMessage = Enrolled | Welcome | Ack | Command | ErrorMessage
+AgentMessage = Enroll | Hello | EventBatch | Heartbeat | CommandResult | PolicyApplied
+ServerMessage = Enrolled | Welcome | Ack | Command | PolicyUpdate | ErrorMessage

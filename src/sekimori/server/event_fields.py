@@ -13,7 +13,13 @@ from collections.abc import Callable
 from typing import Any
 
 from sekimori.protocol.events import Payload
-from sekimori.protocol.events.agent import AgentLog, AgentStarted, CollectorHealth
+from sekimori.protocol.events.agent import (
+    AgentLog,
+    AgentStarted,
+    CollectorHealth,
+    NoticeUpdated,
+    PolicyApplication,
+)
 from sekimori.protocol.events.device import (
     MediaMounted,
     MediaUnmounted,
@@ -116,6 +122,15 @@ def _agent(p: AgentStarted) -> _Fields:
     return p.version, None
 
 
+def _policy(p: PolicyApplication) -> _Fields:
+    state = "applied" if p.ok else f"refused: {p.error}"
+    return p.group or None, f"version {p.version} {state} {' '.join(p.restarted)}".strip()
+
+
+def _notice(p: NoticeUpdated) -> _Fields:
+    return ("on" if p.enabled else "off"), f"{p.text_en} {p.text_ja}".strip() or None
+
+
 # By exact payload class: one dict lookup per event on the ingest hot path (a chain
 # of isinstance tests cost more than the rest of the row's handling). Subclasses
 # are listed explicitly; a class missing here has no tag or subject.
@@ -146,6 +161,8 @@ _BY_TYPE: dict[type[Any], Callable[[Any], _Fields]] = {
     AgentLog: _log,
     CollectorHealth: _health,
     AgentStarted: _agent,
+    PolicyApplication: _policy,
+    NoticeUpdated: _notice,
 }
 
 

@@ -28,7 +28,9 @@ from sekimori.protocol.events.agent import (
     AgentStarted,
     AgentStopped,
     CollectorHealth,
+    NoticeUpdated,
     OutboxDropped,
+    PolicyApplication,
 )
 
 __all__ = [
@@ -38,8 +40,10 @@ __all__ = [
     "AgentStopped",
     "CollectorHealth",
     "Event",
+    "NoticeUpdated",
     "OutboxDropped",
     "Payload",
+    "PolicyApplication",
 ]
 
 _DOMAINS = (agent, inventory, process, session, window, web, file, device, printing, network)

@@ -6,7 +6,16 @@ from typing import Final, Literal
 
 from sekimori.protocol.events._base import Payload
 
-__all__ = ["KINDS", "AgentLog", "AgentStarted", "AgentStopped", "CollectorHealth", "OutboxDropped"]
+__all__ = [
+    "KINDS",
+    "AgentLog",
+    "AgentStarted",
+    "AgentStopped",
+    "CollectorHealth",
+    "NoticeUpdated",
+    "OutboxDropped",
+    "PolicyApplication",
+]
 
 
 class AgentStarted(Payload):
@@ -45,10 +54,38 @@ class CollectorHealth(Payload):
     restarts: int = 0
 
 
+class PolicyApplication(Payload):
+    """The agent applied its group's collection policy ``version`` (``ok``), or
+    refused it and kept the one it ran (``error``). ``restarted`` names the collectors
+    whose settings changed; ``source`` says whether the policy came from the server
+    or from the copy kept in the state directory (at start, before the server is
+    reachable)."""
+
+    group: str
+    version: int
+    ok: bool
+    restarted: list[str]
+    error: str = ""
+    source: Literal["server", "stored"] = "server"
+
+
+class NoticeUpdated(Payload):
+    """The monitoring notice shown to the PC's user changed (``enabled`` False: it was
+    withdrawn). ``paths`` are the files the agent wrote it to."""
+
+    version: int
+    enabled: bool
+    paths: list[str]
+    text_en: str = ""
+    text_ja: str = ""
+
+
 KINDS: Final[dict[str, type[Payload]]] = {
     "agent.started": AgentStarted,
     "agent.stopped": AgentStopped,
     "agent.log": AgentLog,
     "agent.outbox_dropped": OutboxDropped,
     "agent.collector_health": CollectorHealth,
+    "agent.policy_applied": PolicyApplication,
+    "agent.notice_updated": NoticeUpdated,
 }
