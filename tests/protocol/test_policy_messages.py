@@ -29,6 +29,7 @@ from sekimori.protocol.messages import MAX_POLICY_DOCUMENT_BYTES
 from sekimori.protocol.policy import (
     COLLECTOR_NAMES,
     CollectorPolicies,
+    Day,
     FilesPolicy,
     NoticeMode,
     Policy,
@@ -37,7 +38,7 @@ from sekimori.protocol.policy import (
 )
 
 LIMIT = 4 * 1024 * 1024
-DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+DAYS: list[Day] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 clock = st.builds(
     lambda h, m: f"{h:02d}:{m:02d}", st.integers(0, 23), st.integers(0, 59)
 ) | st.just("24:00")
@@ -57,7 +58,9 @@ def working_hours(draw: st.DrawFn) -> WorkingHours:
 def policies(draw: st.DrawFn) -> Policy:
     """Valid policies: every collector switched on or off, some settings, privacy,
     working hours and notice."""
-    sections = {name: {"enabled": draw(st.booleans())} for name in COLLECTOR_NAMES}
+    sections: dict[str, dict[str, Any]] = {
+        name: {"enabled": draw(st.booleans())} for name in COLLECTOR_NAMES
+    }
     interval = draw(st.none() | st.floats(min_value=0.01, max_value=1e6))
     if interval is not None:
         sections[draw(st.sampled_from(COLLECTOR_NAMES))]["interval_seconds"] = interval
