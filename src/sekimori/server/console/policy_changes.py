@@ -72,7 +72,7 @@ def _label(path: str) -> str:
         return f"{what}: {setting}"
     if parts[0] == "retention_days" and len(parts) == 2:
         what = gettext(RETENTION_LABELS.get(parts[1], parts[1]))
-        return gettext(N_("Keep %(what)s for")) % {"what": what}
+        return gettext(N_("Retention: %(what)s")) % {"what": what}
     return gettext(_LABELS[path]) if path in _LABELS else path
 
 

@@ -100,7 +100,12 @@ def _advanced_text(policy: Policy) -> str:
     settings: dict[str, dict[str, Any]] = {}
     for name in COLLECTOR_NAMES:
         section = msgspec.to_builtins(getattr(policy.collectors, name))
-        chosen = {k: v for k, v in section.items() if k != "enabled" and v is not None}
+        chosen = {
+            # 30.0 seconds reads as 30 (the float field takes an int back unchanged).
+            k: int(v) if isinstance(v, float) and v.is_integer() else v
+            for k, v in section.items()
+            if k != "enabled" and v is not None
+        }
         if chosen:
             settings[name] = chosen
     if not settings:
