@@ -90,6 +90,13 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _bench_ingest(args: argparse.Namespace) -> int:
+    if args.rules:
+        from sekimori.bench import ingest_rules
+
+        if args.database_url:
+            print("sekimori bench ingest --rules runs on SQLite only", file=sys.stderr)
+            return 2
+        return ingest_rules.run_rules_bench(args.agents, args.events)
     from sekimori.bench import ingest
 
     return ingest.main(args)
@@ -309,6 +316,12 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--agents", type=int, default=8)
     ingest.add_argument("--events", type=int, default=200_000, help="total events")
     ingest.add_argument("--database-url", help="store to benchmark (default: SQLite)")
+    ingest.add_argument(
+        "--rules",
+        action="store_true",
+        help="mixed events, run twice: no rules, then the built-in pack + 100 rules; "
+        "prints the ratio (goal >= 0.70)",
+    )
     idle = add(
         bench_sub,
         "agent",

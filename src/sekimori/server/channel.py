@@ -47,6 +47,7 @@ from sekimori.protocol import (
     decode_payload,
     encode_message,
 )
+from sekimori.protocol.events import Payload
 from sekimori.server.enrollment import check_host_fields, enroll_device
 from sekimori.server.event_fields import event_fields
 from sekimori.server.ingest import IngestWriter, StoreUnavailable
@@ -217,6 +218,8 @@ class AgentChannel:
             # connection wins; the old one's uncommitted batches are resent and dedup'd.
             await previous.ws.close(CLOSE_REPLACED, "replaced by a newer connection")
         await asyncio.to_thread(self._mark_connected, device_id, hello)
+        # Another replica may have counted this device's threshold windows since.
+        self._writer.rules.forget(device_id)
         session = _Session(device_id=device_id, ws=ws, received_through=device.acked_seq)
         self._sessions[device_id] = session
         self._metrics.agents_connected.set(len(self._sessions))
@@ -321,6 +324,8 @@ class AgentChannel:
         received = now_us()
         device_id = session.device_id
         rows: list[EventRow] = []
+        # The typed payloads, for the rules (they read attributes, not JSON).
+        payloads: list[Payload] = []
         quarantined: list[QuarantineRow] = []
         rejections: list[Rejection] = []
         floor = session.received_through
@@ -349,6 +354,7 @@ class AgentChannel:
                 rejections.append(Rejection(seq=event.seq, reason=exc.message))
                 continue
             tag, subject = event_fields(payload)
+            payloads.append(payload)
             rows.append(
                 (
                     device_id,
@@ -364,7 +370,11 @@ class AgentChannel:
             )
         session.received_through = max(floor, batch.last_seq)
         stored = StoredBatch(
-            device_id=device_id, through_seq=batch.last_seq, rows=rows, quarantined=quarantined
+            device_id=device_id,
+            through_seq=batch.last_seq,
+            rows=rows,
+            quarantined=quarantined,
+            payloads=payloads,
         )
         if rejections:
             log.warning(

@@ -96,7 +96,12 @@ class IngestWriter:
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            first = self._queue.get()
+            try:
+                first = self._queue.get(timeout=self.rules.poll_seconds)
+            except queue.Empty:
+                # Idle: rebuild the rules now if they changed, not on the next batch.
+                self._refresh_rules()
+                continue
             if first is None:
                 break
             jobs = [first]
@@ -113,6 +118,13 @@ class IngestWriter:
                 events += len(job.batch.rows)
             self._commit(jobs)
             self._adjust_queued(-events)
+
+    def _refresh_rules(self) -> None:
+        try:
+            with self._engine.connect() as conn:
+                self.rules.refresh(conn)
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("could not read the rule configuration: %s", exc)
 
     def _commit(self, jobs: list[_Job]) -> None:
         try:

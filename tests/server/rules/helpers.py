@@ -31,7 +31,8 @@ def event(
     device_id: str = "dev-1",
     group: str | None = "office",
 ) -> EvalEvent:
-    """An EvalEvent of ``payload``'s kind; the payload goes through msgspec as stored."""
+    """An EvalEvent of ``payload``'s kind; the payload goes through the stored JSON and
+    back to its type, as the ingest writer reads a row without the channel's struct."""
     kind = next(k for k, cls in EVENT_KINDS.items() if type(payload) is cls)
-    stored = msgspec.json.decode(msgspec.json.encode(payload))
+    stored = msgspec.json.decode(msgspec.json.encode(payload), type=EVENT_KINDS[kind])
     return EvalEvent(device_id, group, kind, time_us, os_user, stored)

@@ -13,8 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import msgspec
-
+from sekimori.protocol.events import Payload
 from sekimori.protocol.events.device import UsbAttached
 from sekimori.protocol.events.file import FileCreated, FileDeleted, FileModified
 from sekimori.protocol.events.network import Connection, NetworkConnections
@@ -27,7 +26,15 @@ from sekimori.server.rules.event import EvalEvent
 from sekimori.server.rules.language import load_builtin_rules, load_rules
 from sekimori.server.rules.model import Rule
 
-__all__ = ["BenchResult", "bench_evaluate", "generated_rules", "sample_events"]
+__all__ = [
+    "BenchResult",
+    "bench_evaluate",
+    "bench_lists",
+    "generated_rules",
+    "generated_rules_source",
+    "sample_events",
+    "sample_payload",
+]
 
 _BASE_US = 1_780_000_000_000_000
 _TEMPLATES: tuple[Callable[[int], str], ...] = (
@@ -73,13 +80,27 @@ class BenchResult:
         return self.builtin_plus_us - self.none_us
 
 
-def generated_rules(count: int) -> list[Rule]:
-    """``count`` rules cycling through the templates (operators and kinds mixed)."""
+def generated_rules_source(count: int) -> str:
+    """The YAML of ``count`` rules cycling through the templates (operators and kinds
+    mixed)."""
     lines = []
     for i in range(count):
         body = _TEMPLATES[i % len(_TEMPLATES)](i)
         lines.append(f"- id: bench.{i}\n  title: Bench {i}\n  severity: low\n  {body}\n")
-    return load_rules("".join(lines), "bench.yaml")
+    return "".join(lines)
+
+
+def generated_rules(count: int) -> list[Rule]:
+    return load_rules(generated_rules_source(count), "bench.yaml")
+
+
+def bench_lists() -> dict[str, list[str]]:
+    """The built-in pack's lists, filled as a real deployment's might be."""
+    return {
+        "blocked_domains": [f"blocked{i}.example" for i in range(1000)],
+        "banned_software": [f"banned{i}" for i in range(200)],
+        "blocked_addresses": ["203.0.113.0/24", "198.51.100.7", "2001:db8::/32"],
+    }
 
 
 def sample_events(count: int, seed: int = 5) -> list[EvalEvent]:
@@ -89,7 +110,7 @@ def sample_events(count: int, seed: int = 5) -> list[EvalEvent]:
     events = []
     for n in range(count):
         pick = rng.random()
-        kind, payload = _payload(pick, n, rng)
+        kind, payload = sample_payload(pick, n, rng)
         events.append(
             EvalEvent(
                 device_id=f"dev-{n % 50}",
@@ -97,13 +118,13 @@ def sample_events(count: int, seed: int = 5) -> list[EvalEvent]:
                 kind=kind,
                 time_us=_BASE_US + n * 10_000,
                 os_user=f"user{n % 7}",
-                payload=msgspec.to_builtins(payload),
+                payload=payload,
             )
         )
     return events
 
 
-def _payload(pick: float, n: int, rng: random.Random) -> tuple[str, msgspec.Struct]:
+def sample_payload(pick: float, n: int, rng: random.Random) -> tuple[str, Payload]:
     host = rng.choice(["intranet.example.jp", "www.example.com", "docs.python.org"])
     # About one event in fifty meets one of the generated rules.
     if rng.random() < 0.02:
@@ -194,11 +215,7 @@ def bench_evaluate(events: int = 20_000, extra_rules: int = 100, rounds: int = 3
     """Time ``RuleSet.evaluate`` per event (best of ``rounds``) for: no rules, the
     built-in pack, the pack plus ``extra_rules`` generated rules."""
     sample = sample_events(events)
-    lists = {
-        "blocked_domains": [f"blocked{i}.example" for i in range(1000)],
-        "banned_software": [f"banned{i}" for i in range(200)],
-        "blocked_addresses": ["203.0.113.0/24", "198.51.100.7", "2001:db8::/32"],
-    }
+    lists = bench_lists()
     builtin = load_builtin_rules()
     full = RuleSet([*builtin, *generated_rules(extra_rules)], lists)
     return BenchResult(

@@ -265,7 +265,7 @@ class FieldTest:
         if key is not None:
             # The common case, one payload field: one call fewer per event and rule.
             def payload_field(event: EvalEvent) -> bool:
-                value = event.payload.get(key, MISSING)
+                value = getattr(event.payload, key, MISSING)
                 return value is not MISSING and test(value)
 
             return payload_field

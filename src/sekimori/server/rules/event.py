@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+
+from sekimori.protocol.events import Payload
 
 __all__ = ["EvalEvent"]
 
 
 @dataclass(frozen=True, slots=True)
 class EvalEvent:
-    """One stored event. ``payload`` is the payload as stored (JSON decoded, or
-    ``msgspec.to_builtins`` of the validated struct): array-like structs are lists.
+    """One stored event. ``payload`` is the validated payload struct of its kind (the
+    one ingest decoded from the agent's batch, or decoded from the stored JSON with
+    its type): rules read its attributes, so no dictionary is built per event.
     ``group`` is the device's group name (None when it has none)."""
 
     device_id: str
@@ -20,4 +21,4 @@ class EvalEvent:
     kind: str
     time_us: int
     os_user: str | None
-    payload: Mapping[str, Any]
+    payload: Payload

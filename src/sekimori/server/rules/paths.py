@@ -4,12 +4,12 @@ A path is either an envelope field — ``kind``, ``os_user``, ``device_id`` (or
 ``device.id``), ``device.group`` — or a dotted path into the payload as the collectors
 send it: ``url``, ``window.application``, ``connections[*].remote_address``. A segment
 ending in ``[*]`` steps into every element of a list: the test then holds when it holds
-for *any* element.
+for *any* element. Getters read the payload struct's attributes (see ``EvalEvent``).
 
 Paths are resolved once, when a rule is loaded, against the payload struct of every
 kind the rule lists (``sekimori.protocol.events.EVENT_KINDS``): a misspelt field is a
 load error, not a rule that silently never fires. Structs encoded as arrays (an
-inventory ``Package``) are addressed by field name too; the name becomes the index.
+inventory ``Package``) are addressed by field name too.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+import msgspec
 import msgspec.inspect as mi
 
 from sekimori.protocol.events import EVENT_KINDS
@@ -54,7 +55,7 @@ class _Each:
 
 
 EACH: Final = _Each()
-Step = str | int | _Each
+Step = str | _Each
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,19 +96,23 @@ class FieldPath:
         steps = self.steps
         if len(steps) == 1 and isinstance(steps[0], str):
             key = steps[0]
-            return lambda event: event.payload.get(key, MISSING)
+            return lambda event: getattr(event.payload, key, MISSING)
         if len(steps) == 2 and isinstance(steps[0], str) and isinstance(steps[1], str):
             outer_key, inner_key = steps[0], steps[1]
 
             def nested(event: EvalEvent) -> Any:
-                inner = event.payload.get(outer_key)
-                return inner.get(inner_key, MISSING) if isinstance(inner, dict) else MISSING
+                inner = getattr(event.payload, outer_key, None)
+                return (
+                    getattr(inner, inner_key, MISSING)
+                    if isinstance(inner, msgspec.Struct)
+                    else MISSING
+                )
 
             return nested
         if len(steps) == 3 and steps[1] is EACH:
             outer, inner = steps[0], steps[2]
-            if isinstance(outer, str) and not isinstance(inner, _Each):
-                return lambda event: _each_field(event.payload.get(outer), inner)
+            if isinstance(outer, str) and isinstance(inner, str):
+                return lambda event: _each_field(getattr(event.payload, outer, None), inner)
         if self.many:
             return lambda event: _walk_many(event.payload, steps)
         return lambda event: _walk_one(event.payload, steps)
@@ -123,21 +128,19 @@ def _envelope_getter(name: str) -> Callable[[EvalEvent], Any]:
     return lambda event: MISSING if event.group is None else event.group
 
 
-def _step(value: Any, step: str | int) -> Any:
-    if isinstance(step, str):
-        return value.get(step, MISSING) if isinstance(value, dict) else MISSING
-    if isinstance(value, list) and step < len(value):
-        return value[step]
-    return MISSING
+def _step(value: Any, step: str) -> Any:
+    return getattr(value, step, MISSING) if isinstance(value, msgspec.Struct) else MISSING
 
 
-def _each_field(items: Any, step: str | int) -> list[Any]:
+def _each_field(items: Any, step: str) -> list[Any]:
     """``list[*].field``, the common many-path, without the general walk."""
     if not isinstance(items, list):
         return []
-    if isinstance(step, str):
-        return [v for item in items if isinstance(item, dict) and (v := item.get(step)) is not None]
-    return [item[step] for item in items if isinstance(item, list) and step < len(item)]
+    return [
+        v
+        for item in items
+        if isinstance(item, msgspec.Struct) and (v := getattr(item, step, None)) is not None
+    ]
 
 
 def _walk_one(value: Any, steps: Sequence[Step]) -> Any:
@@ -219,10 +222,7 @@ def _resolve_in(
         if field is None:
             names = ", ".join(f.encode_name for f in current.fields)
             raise ValueError(f"{kind} has no field {name!r} in {text!r}; its fields: {names}")
-        if current.array_like:
-            steps.append(current.fields.index(field))
-        else:
-            steps.append(name)
+        steps.append(field.name)
         raw = field.type
         current = _strip_none(raw)
         if each:

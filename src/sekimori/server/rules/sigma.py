@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -65,6 +65,7 @@ from sigma.types import (
     SpecialChars,
 )
 
+from sekimori.protocol.events import Payload
 from sekimori.server.rules.conditions import ListRef, NamedLists, Predicate
 from sekimori.server.rules.errors import SigmaImportError
 from sekimori.server.rules.event import EvalEvent
@@ -73,25 +74,24 @@ from sekimori.server.rules.model import Rule, Severity
 
 __all__ = ["SIGMA_FIELDS", "SigmaImport", "SigmaMatch", "import_sigma", "import_sigma_rules"]
 
-Payload = Mapping[str, Any]
 # True, False, or None: unknown (a field our events do not have).
 TriState = bool | None
 _Node = Callable[[Payload], TriState]
 
 
 def _command_line(payload: Payload) -> Any:
-    argv = payload.get("argv")
+    argv = getattr(payload, "argv", None)
     if isinstance(argv, list) and argv:
         return " ".join(str(a) for a in argv)
-    return payload.get("exe")
+    return getattr(payload, "exe", None)
 
 
 SIGMA_FIELDS: Final[dict[str, Callable[[Payload], Any]]] = {
-    "Image": lambda p: p.get("exe"),
+    "Image": lambda p: getattr(p, "exe", None),
     "CommandLine": _command_line,
-    "User": lambda p: p.get("user"),
-    "ProcessId": lambda p: p.get("pid"),
-    "ParentProcessId": lambda p: p.get("ppid"),
+    "User": lambda p: getattr(p, "user", None),
+    "ProcessId": lambda p: getattr(p, "pid", None),
+    "ParentProcessId": lambda p: getattr(p, "ppid", None),
 }
 SIGMA_KIND: Final = "process.started"
 _LEVELS: Final[dict[str, Severity]] = {

@@ -16,6 +16,7 @@ from itertools import chain
 
 import sqlalchemy as sa
 
+from sekimori.protocol.events import Payload
 from sekimori.server.store.rollups import add_batch_rollups, device_floors
 from sekimori.server.store.schema import devices, events, quarantine
 
@@ -41,6 +42,9 @@ class StoredBatch:
     through_seq: int
     rows: list[EventRow]
     quarantined: list[QuarantineRow] = field(default_factory=list)
+    # The validated payload of each row, when the caller has them (ingest does): the
+    # alert rules read these instead of decoding the JSON again.
+    payloads: list[Payload] | None = None
     # Filled in by write_batches:
     inserted: int = 0
 
