@@ -22,10 +22,15 @@ import msgspec
 
 __all__ = [
     "AgentSettings",
+    "EmailTargetSettings",
     "LogSettings",
+    "NotifyRouteSettings",
+    "NotifySettings",
+    "RateLimitSettings",
     "ServerSettings",
     "Settings",
     "SettingsError",
+    "WebhookTargetSettings",
     "load_settings",
 ]
 
@@ -40,6 +45,86 @@ class SettingsError(Exception):
 class LogSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
+
+
+Severity = Literal["info", "low", "medium", "high", "critical"]
+
+
+class RateLimitSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A token bucket per (target, rule, severity): ``burst`` at once, then ``per_hour``."""
+
+    per_hour: float = 10.0
+    burst: int = 3
+
+
+class EmailTargetSettings(
+    msgspec.Struct, tag="email", tag_field="kind", forbid_unknown_fields=True, kw_only=True
+):
+    """``kind = "email"``: mail over SMTP (docs/notifications.md). The password is never
+    inline in the config file: ``password_file`` names the file that holds it (or the
+    ``..._PASSWORD_FILE`` environment variable, which the loader reads into ``password``)."""
+
+    host: str
+    sender: str
+    recipients: list[str]
+    port: int = 0
+    security: Literal["none", "starttls", "tls"] = "starttls"
+    sender_name: str = "Sekimori"
+    username: str = ""
+    password: str = ""
+    password_file: str = ""
+    timeout_seconds: float = 10.0
+    ca_file: str = ""
+    rate_limit: RateLimitSettings | None = None
+
+
+class WebhookTargetSettings(
+    msgspec.Struct, tag="webhook", tag_field="kind", forbid_unknown_fields=True, kw_only=True
+):
+    """``kind = "webhook"``: Slack, Teams or generic JSON. Internal addresses (private,
+    loopback, link-local...) are refused after DNS resolution unless listed in
+    ``allow_networks``."""
+
+    url: str
+    format: Literal["slack", "teams", "json"] = "json"
+    allow_networks: list[str] = msgspec.field(default_factory=list)
+    timeout_seconds: float = 5.0
+    max_response_bytes: int = 64 * 1024
+    ca_file: str = ""
+    rate_limit: RateLimitSettings | None = None
+
+
+NotifyTarget = EmailTargetSettings | WebhookTargetSettings
+
+
+class NotifyRouteSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Alerts of a rule matching one of ``rules`` (globs: ``builtin.*``, ``*``) at
+    ``min_severity`` or above go to ``targets``."""
+
+    targets: list[str]
+    rules: list[str] = msgspec.field(default_factory=lambda: ["*"])
+    min_severity: Severity = "info"
+
+
+class NotifySettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``[server.notify]``: where alerts are sent (docs/notifications.md)."""
+
+    targets: dict[str, NotifyTarget] = msgspec.field(default_factory=dict)
+    routes: list[NotifyRouteSettings] = msgspec.field(default_factory=list)
+    rate_limit: RateLimitSettings = msgspec.field(default_factory=RateLimitSettings)
+    # The console's address as administrators reach it, for the link in each
+    # notification (default: built from console_host/console_port).
+    console_url: str = ""
+    locale: Literal["en", "ja"] = "en"
+    poll_seconds: float = 5.0
+    # A claimed alert is left alone by other replicas this long (longer than a send
+    # to every target can take).
+    claim_seconds: float = 300.0
+    # Retryable failures: wait retry_initial_seconds, doubling up to retry_max_seconds,
+    # and give up after max_attempts sends.
+    retry_initial_seconds: float = 60.0
+    retry_max_seconds: float = 3600.0
+    max_attempts: int = 8
 
 
 class ServerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -78,6 +163,15 @@ class ServerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     public_agent_url: str = ""
     # Agents older than this are "outdated" on the dashboard (default: this server's).
     minimum_agent_version: str = ""
+    # State rules (builtin.agent_offline, builtin.agent_outdated): how often they are
+    # checked, and how long a PC must be silent to count as offline. The outdated rule
+    # only runs when minimum_agent_version is set.
+    state_rules_seconds: float = 60.0
+    agent_offline_hours: float = 24.0
+    # How often events past their group's retention are purged (first run shortly
+    # after start).
+    retention_purge_seconds: float = 3600.0
+    notify: NotifySettings = msgspec.field(default_factory=NotifySettings)
 
 
 class AgentSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -92,6 +186,9 @@ class AgentSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     backoff_initial_seconds: float = 0.5
     backoff_max_seconds: float = 300.0
     connect_timeout_seconds: float = 10.0
+    # Where the agent also writes the monitoring notice of a policy's notice mode, for
+    # the PC's user to read (the state directory is private); "" for nowhere else.
+    notice_path: str = "/run/sekimori/notice.txt"
     # Per-collector settings, by collector name ({"processes": {"interval_seconds": 2}}).
     # Each collector validates its own section at start (later: pushed by policy).
     collectors: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
@@ -175,6 +272,7 @@ def load_settings(
             raise SettingsError(f"config file {path}: {exc.strerror}") from exc
         except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise SettingsError(f"config file {path}: {exc}") from exc
+    _refuse_inline_passwords(data)
     data = _merge(data, _env_overrides(env))
     try:
         # strict=False lets environment strings become ints, floats and booleans.
@@ -182,7 +280,76 @@ def load_settings(
     except msgspec.ValidationError as exc:
         raise SettingsError(f"invalid setting: {exc}") from exc
     _check_console(settings.server)
+    _check_jobs(settings.server)
+    _check_notify(settings.server.notify)
     return settings
+
+
+def _refuse_inline_passwords(file_data: Mapping[str, Any]) -> None:
+    # A config file is often world-readable or committed to a repository: an SMTP
+    # password belongs in a file of its own (password_file) or a mounted secret.
+    server = file_data.get("server")
+    notify = server.get("notify") if isinstance(server, Mapping) else None
+    targets = notify.get("targets") if isinstance(notify, Mapping) else None
+    if not isinstance(targets, Mapping):
+        return
+    for name, target in targets.items():
+        if isinstance(target, Mapping) and target.get("password"):
+            raise SettingsError(
+                f"server.notify.targets.{name}.password: not in the config file; "
+                "put it in a file readable by the server only and give password_file"
+            )
+
+
+def _check_jobs(server: ServerSettings) -> None:
+    for key in ("state_rules_seconds", "agent_offline_hours", "retention_purge_seconds"):
+        if not getattr(server, key) > 0:
+            raise SettingsError(f"server.{key}: must be positive")
+
+
+def _check_notify(notify: NotifySettings) -> None:
+    """Routes name existing targets, numbers are in range, and each target's settings
+    are valid for its transport (checked by building it: addresses, URL, networks,
+    a readable password file). Builds nothing when no target is configured, so the
+    agent never imports the server's notification package."""
+    where = "server.notify"
+    for key in ("poll_seconds", "retry_initial_seconds"):
+        if not getattr(notify, key) > 0:
+            raise SettingsError(f"{where}.{key}: must be positive")
+    if notify.retry_max_seconds < notify.retry_initial_seconds:
+        raise SettingsError(f"{where}.retry_max_seconds: less than retry_initial_seconds")
+    if notify.claim_seconds < 30:
+        raise SettingsError(f"{where}.claim_seconds: must be at least 30")
+    if not 1 <= notify.max_attempts <= 100:
+        raise SettingsError(f"{where}.max_attempts: must be between 1 and 100")
+    limits = [(f"{where}.rate_limit", notify.rate_limit)] + [
+        (f"{where}.targets.{name}.rate_limit", target.rate_limit)
+        for name, target in notify.targets.items()
+        if target.rate_limit is not None
+    ]
+    for key, limit in limits:
+        if not limit.per_hour > 0 or limit.burst < 1:
+            raise SettingsError(f"{key}: per_hour must be > 0 and burst >= 1")
+    if notify.console_url and not notify.console_url.startswith(("http://", "https://")):
+        raise SettingsError(f"{where}.console_url: {notify.console_url!r} is not an http(s) URL")
+    for index, route in enumerate(notify.routes):
+        if not route.targets:
+            raise SettingsError(f"{where}.routes[{index}].targets: name at least one target")
+        for target in route.targets:
+            if target not in notify.targets:
+                raise SettingsError(
+                    f"{where}.routes[{index}].targets: no target named {target!r} "
+                    f"(targets: {sorted(notify.targets)})"
+                )
+        if not route.rules or not all(rule.strip() for rule in route.rules):
+            raise SettingsError(f"{where}.routes[{index}].rules: empty rule pattern")
+    if notify.targets:
+        from sekimori.server.alerting.targets import build_targets  # noqa: PLC0415 - server only
+
+        try:
+            build_targets(notify.targets)
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from exc
 
 
 def _check_console(server: ServerSettings) -> None:

@@ -7,6 +7,10 @@ Session lifecycle (one TLS WebSocket at a time)::
 
 Batches are pipelined: up to ``inflight_batches`` are sent before the first ack.
 Events leave the outbox only on ack, which the server sends after commit.
+
+With an ``on_policy`` handler the agent lists the ``policy`` capability in ``hello``;
+policy updates are then applied one at a time, in order, by a task of their own (so
+restarting collectors never holds up acks), each answered with ``policy_applied``.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import contextlib
 import enum
 import logging
 import ssl
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -28,6 +32,7 @@ from sekimori.agent.host import HostInfo
 from sekimori.agent.identity import Identity, client_ssl_context
 from sekimori.agent.outbox import Outbox
 from sekimori.protocol import (
+    CAPABILITY_POLICY,
     Ack,
     Command,
     CommandResult,
@@ -35,6 +40,8 @@ from sekimori.protocol import (
     EventBatch,
     Heartbeat,
     Hello,
+    PolicyApplied,
+    PolicyUpdate,
     ProtocolError,
     Welcome,
     decode_server_message,
@@ -50,6 +57,8 @@ log = logging.getLogger(__name__)
 # Refusals after which reconnecting cannot help: the identity itself is rejected.
 _FATAL_CODES = frozenset({"revoked", "unknown_device"})
 _MAX_SERVER_FRAME = 4 * 1024 * 1024
+
+PolicyHandler = Callable[[PolicyUpdate], Awaitable[PolicyApplied]]
 
 
 class ChannelEnd(enum.Enum):
@@ -69,9 +78,16 @@ class _SessionError(Exception):
 
 class ChannelClient:
     def __init__(
-        self, identity: Identity, outbox: Outbox, settings: AgentSettings, host: HostInfo
+        self,
+        identity: Identity,
+        outbox: Outbox,
+        settings: AgentSettings,
+        host: HostInfo,
+        *,
+        on_policy: PolicyHandler | None = None,
     ) -> None:
         self._identity = identity
+        self._on_policy = on_policy
         self._outbox = outbox
         self._settings = settings
         self._host = host
@@ -146,6 +162,7 @@ class ChannelClient:
                         hostname=self._host.hostname,
                         os=self._host.os,
                         os_version=self._host.os_version,
+                        capabilities=[CAPABILITY_POLICY] if self._on_policy else [],
                     )
                 )
             )
@@ -155,10 +172,12 @@ class ChannelClient:
             self.connected.set()
             log.info("connected to %s as device %s", self._identity.server_url, welcome.device_id)
             window = asyncio.Semaphore(self._settings.inflight_batches)
+            policies: asyncio.Queue[PolicyUpdate] = asyncio.Queue()
             tasks = [
                 asyncio.create_task(self._send_events(ws, welcome, window)),
-                asyncio.create_task(self._receive(ws, window)),
+                asyncio.create_task(self._receive(ws, window, policies)),
                 asyncio.create_task(self._heartbeat(ws, welcome.heartbeat_seconds)),
+                asyncio.create_task(self._apply_policies(ws, policies)),
             ]
             try:
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -222,7 +241,12 @@ class ChannelClient:
             )
             sent_through = events[-1].seq
 
-    async def _receive(self, ws: ClientConnection, window: asyncio.Semaphore) -> None:
+    async def _receive(
+        self,
+        ws: ClientConnection,
+        window: asyncio.Semaphore,
+        policies: asyncio.Queue[PolicyUpdate],
+    ) -> None:
         while True:
             try:
                 message = await self._read(ws)
@@ -235,8 +259,23 @@ class ChannelClient:
                     log.warning("server quarantined event %d: %s", rejection.seq, rejection.reason)
             elif isinstance(message, Command):
                 await ws.send(encode_message(self._status(message)))
+            elif isinstance(message, PolicyUpdate) and self._on_policy is not None:
+                policies.put_nowait(message)
             else:
                 raise _SessionError(f"unexpected {message.__class__.__name__} from the server")
+
+    async def _apply_policies(
+        self, ws: ClientConnection, policies: asyncio.Queue[PolicyUpdate]
+    ) -> None:
+        if self._on_policy is None:
+            return
+        while True:
+            update = await policies.get()
+            # Only the newest matters when several wait (a burst of saves).
+            while not policies.empty():
+                update = policies.get_nowait()
+            reply = await self._on_policy(update)
+            await ws.send(encode_message(reply))
 
     def _status(self, command: Command) -> CommandResult:
         stats = self._outbox.stats()

@@ -1,4 +1,9 @@
-"""The agent process: open the outbox, run the channel, stop cleanly on a signal."""
+"""The agent process: open the outbox, run the channel, stop cleanly on a signal.
+
+At start the collectors run under the policy kept from the last run (if any, see
+``sekimori.agent.policy``), so a PC that starts without reaching the server still
+collects as its group's policy says; the server's policy replaces it once connected.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +17,14 @@ from typing import Any
 from sekimori import __version__
 from sekimori.agent.channel import ChannelClient, ChannelEnd
 from sekimori.agent.collectors.registry import COLLECTORS
-from sekimori.agent.collectors.supervisor import Supervisor, is_enabled
+from sekimori.agent.collectors.supervisor import CollectorConfigError, Supervisor, is_enabled
 from sekimori.agent.host import host_info
 from sekimori.agent.identity import Identity
 from sekimori.agent.outbox import Outbox
 from sekimori.agent.platform.linux.memory import limit_malloc_arenas
+from sekimori.agent.policy import NOTICE_FILE, PolicyManager, effective_settings
 from sekimori.protocol.events import AgentStarted, AgentStopped
+from sekimori.protocol.policy import Policy
 from sekimori.settings import AgentSettings
 
 __all__ = ["EXIT_REFUSED", "run_agent"]
@@ -27,12 +34,15 @@ log = logging.getLogger(__name__)
 EXIT_REFUSED = 3
 
 
-def collector_settings(settings: AgentSettings) -> dict[str, dict[str, Any]]:
-    """The collectors' settings, with what the agent itself knows filled in: the file
-    collector must never watch the agent's own state (its outbox writes would report
-    themselves in a loop). A disabled file collector gets nothing: settings beyond
-    ``enabled`` would make the supervisor import it to check them."""
-    out = {name: dict(values) for name, values in settings.collectors.items()}
+def collector_settings(
+    settings: AgentSettings, policy: Policy | None = None
+) -> dict[str, dict[str, Any]]:
+    """The collectors' settings (``policy`` merged over the local ones), with what the
+    agent itself knows filled in: the file collector must never watch the agent's own
+    state (its outbox writes would report themselves in a loop). A disabled file
+    collector gets nothing: settings beyond ``enabled`` would make the supervisor
+    import it to check them."""
+    out = effective_settings(settings.collectors, policy)
     files = out.setdefault("files", {})
     if is_enabled("files", files):
         files.setdefault("state_dir", str(Path(settings.state_dir).resolve()))
@@ -45,13 +55,32 @@ async def _main(settings: AgentSettings, identity: Identity, outbox: Outbox) -> 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     host = host_info()
+    state_dir = Path(settings.state_dir)
+    notice_paths = [state_dir / NOTICE_FILE]
+    if settings.notice_path:
+        notice_paths.append(Path(settings.notice_path))
+    policies = PolicyManager(
+        state_dir,
+        outbox,
+        lambda policy: collector_settings(settings, policy),
+        notice_paths=notice_paths,
+    )
     # Settings are checked first: an agent that refuses to start records nothing.
-    supervisor = Supervisor(outbox, COLLECTORS, collector_settings(settings))
+    try:
+        supervisor = Supervisor(outbox, COLLECTORS, policies.initial_settings(), gate=policies.gate)
+    except CollectorConfigError as exc:
+        if policies.active is None:
+            raise
+        # The kept policy no longer fits these collectors (say, after an update):
+        # run on the local settings until the server sends the group's policy.
+        policies.forget(str(exc))
+        supervisor = Supervisor(outbox, COLLECTORS, policies.initial_settings(), gate=policies.gate)
     outbox.append(
         "agent.started", AgentStarted(version=__version__, pid=os.getpid(), hostname=host.hostname)
     )
-    client = ChannelClient(identity, outbox, settings, host)
+    client = ChannelClient(identity, outbox, settings, host, on_policy=policies.handle)
     supervisor.start()
+    policies.start(supervisor)
     log.info("collectors running: %s", ", ".join(supervisor.enabled) or "none")
     try:
         end = await client.run(stop)

@@ -83,6 +83,12 @@ def _agent_enroll(args: argparse.Namespace) -> int:
     return agent_cmds.enroll(args)
 
 
+def _agent_notice(args: argparse.Namespace) -> int:
+    from sekimori.cli import agent_cmds
+
+    return agent_cmds.notice(args)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from sekimori.cli import demo
 
@@ -295,6 +301,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     enroll.add_argument("--group", help="refuse the token unless it is for this group")
     enroll.add_argument("--state-dir", help="agent state directory (identity, outbox)")
+    notice = add(
+        agent_sub,
+        "notice",
+        _agent_notice,
+        "Show the monitoring notice of this PC's policy (what is recorded and why), "
+        "if its administrators turned the notice on.",
+    )
+    notice.add_argument("--state-dir", help="agent state directory (identity, outbox)")
 
     add(
         sub,
