@@ -1,24 +1,18 @@
 """Alert rules: a YAML rule language, a built-in pack, Sigma import, and an evaluator.
 
 What it is for: deciding, for each ingested event, which rules fire (issue 5). It is a
-self-contained package with a small typed API; nothing calls it yet.
+self-contained package with a small typed API, used by ``sekimori.server.alerting``:
 
-How it will be wired (next session):
-
-* ingest builds an ``EvalEvent`` per stored event (device id, its group's name, kind,
-  time, os_user, and the payload as ``msgspec.to_builtins`` of the validated struct —
-  already at hand in ingest, so no JSON decoding) and calls ``RuleSet.evaluate``;
-  each ``Match`` becomes (or increments) an alert.
-* the ``RuleSet`` is built at start-up and rebuilt when rules or lists change:
-  ``RuleSet(load_builtin_rules() + custom + [s.rule for s in sigma_imports],
-  lists={name: entries}, thresholds=old.thresholds)``. The built-in pack needs the
-  lists named in ``BUILTIN_LISTS`` (empty lists are fine).
-* ``ThresholdTracker.export_state()`` is persisted with the ingest position it covers,
-  and ``ThresholdTracker.from_state`` restores it, so a restart neither loses nor
-  repeats threshold alerts. With several replicas, partition evaluation by device so
-  one tracker sees all of a device's events.
-* state rules — agent offline longer than N hours, agent older than the minimum
-  version — are not event rules; a periodic job over the devices table will raise them.
+* the ingest writer builds an ``EvalEvent`` per newly stored event (device id, its
+  group's name, kind, time, os_user, and the validated payload struct the channel
+  decoded — rules read its attributes, no dictionary is built) and calls
+  ``RuleSet.evaluate`` with the device's ``ThresholdTracker``; each ``Match`` opens or
+  grows an alert in the same transaction (``alerting/evaluator.py``).
+* the ``RuleSet`` is built from the stored configuration (``alerting/ruleset.py``:
+  the built-in pack with its switches, custom YAML sources, imported Sigma rules, the
+  named lists) and rebuilt when its revision moves.
+* state rules (agent offline, agent older than the minimum version) are not event
+  rules: a periodic job over the devices table raises them (``alerting/state_rules.py``).
 """
 
 from __future__ import annotations
