@@ -193,6 +193,7 @@ def policy_document(form: PolicyForm) -> dict[str, Any]:
 _ENABLED_IN_ADVANCED = "enabled-in-advanced"
 _NOT_A_MAPPING = "advanced-not-a-mapping"
 _TOO_LONG = "advanced-too-long"
+_TOO_DEEP = "advanced-too-deep"
 
 
 def _advanced_sections(text: str) -> dict[Any, Any]:
@@ -208,6 +209,9 @@ def _advanced_sections(text: str) -> dict[Any, Any]:
         problem = getattr(exc, "problem", None) or str(exc)
         where = f"{mark.line + 1}:{mark.column + 1}" if mark is not None else "?:?"
         raise PolicyError("advanced", f"yaml:{where}:{problem}") from None
+    except RecursionError:
+        # PyYAML composes nested collections recursively: "[[[[...]]]]" ends here.
+        raise PolicyError("advanced", _TOO_DEEP) from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
@@ -267,6 +271,7 @@ _EXACT = {
     _ENABLED_IN_ADVANCED: N_("switch collectors on and off with the checkboxes above"),
     _NOT_A_MAPPING: N_('write one section per collector, such as "files:" and its settings'),
     _TOO_LONG: N_("the advanced settings are too long"),
+    _TOO_DEEP: N_("the advanced settings are nested too deeply"),
 }
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (
