@@ -7,6 +7,7 @@ run, starts the agent, shows the device list, and stops everything on Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -67,13 +68,23 @@ def run_demo(args: argparse.Namespace) -> int:
                 state_dir,
                 server,
             )
-        agent = _spawn(["agent", "run", "--state-dir", str(state_dir)], env)
+        # A folder the agent treats as a removable medium (a USB stick cannot be
+        # assumed): copying a file into it raises the built-in data-leak alert.
+        medium = data / "demo-usb"
+        medium.mkdir(exist_ok=True)
+        agent_env = dict(env)
+        agent_env.setdefault(
+            "SEKIMORI_AGENT__COLLECTORS__FILES__REMOVABLE_PATHS", json.dumps([str(medium)])
+        )
+        agent = _spawn(["agent", "run", "--state-dir", str(state_dir)], agent_env)
         _show_when_online(result.engine, settings.server.heartbeat_seconds, server)
         console = settings.server
         print(
             f"Running. Open the console at http://{console.console_host}:{console.console_port}/ "
             "and log in as admin (the password was printed on the first run; "
-            "'sekimori user passwd admin' sets a new one). Press Ctrl-C to stop.",
+            "'sekimori user passwd admin' sets a new one). Press Ctrl-C to stop.\n"
+            f"Try an alert: copy a file into {medium} (treated as a USB stick) and "
+            "watch the dashboard.",
             flush=True,
         )
         # Block the signals only now, after the children started (they inherit the
