@@ -23,6 +23,7 @@ from sekimori.server.console.routes import (
     logs,
     policies,
     reports,
+    rules,
     users,
 )
 from sekimori.server.console.templating import make_environment
@@ -94,6 +95,7 @@ def create_console_app(
         *audit.routes,
         *users.routes,
         *policies.routes,
+        *rules.routes,
         *account.routes,
         Mount("/static", app=StaticFiles(directory=_STATIC), name="static"),
     ]

@@ -199,7 +199,12 @@ def _login_redirect(request: Request) -> Response:
     return RedirectResponse(location, status_code=303)
 
 
-def page(permission: Permission) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+def page(
+    permission: Permission, *, max_files: int = 0, max_part_size: int = 1024 * 1024
+) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+    """``max_files``: file parts a POST may carry (none unless a page takes uploads; the
+    handler bounds their size). ``max_part_size``: the largest plain form field."""
+
     def decorate(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             console: Console = request.app.state.console
@@ -217,7 +222,9 @@ def page(permission: Permission) -> Callable[[Handler], Callable[[Request], Awai
             if request.method == "POST":
                 if _cross_site(request):
                     return Response("cross-site request refused", status_code=403)
-                form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+                form = await request.form(
+                    max_files=max_files, max_fields=MAX_FORM_FIELDS, max_part_size=max_part_size
+                )
                 sent = request.headers.get("x-csrf-token") or form.get("csrf_token") or ""
                 if not isinstance(sent, str) or not hmac.compare_digest(
                     sent.encode(), session.csrf_token.encode()
@@ -231,7 +238,10 @@ def page(permission: Permission) -> Callable[[Handler], Callable[[Request], Awai
                     return ctx.render("forbidden.html", status=403)
                 return handler(ctx)
 
-            return await run_in_threadpool(run)
+            try:
+                return await run_in_threadpool(run)
+            finally:
+                await request.close()  # uploaded files' temporary storage
 
         endpoint.__name__ = handler.__name__
         endpoint.__doc__ = handler.__doc__

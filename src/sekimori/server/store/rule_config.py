@@ -23,9 +23,11 @@ __all__ = [
     "CustomRules",
     "RuleConfig",
     "RuleFormat",
+    "RuleListInfo",
     "delete_custom_rules",
     "load_rule_config",
     "parse_list_entries",
+    "rule_lists_info",
     "rules_revision_of",
     "save_custom_rules",
     "save_rule_list",
@@ -53,6 +55,16 @@ class RuleConfig:
     enabled: dict[str, bool] = field(default_factory=dict)
     custom: tuple[CustomRules, ...] = ()
     lists: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleListInfo:
+    """A stored list as the console shows it: its entries and who changed it when."""
+
+    name: str
+    entries: tuple[str, ...]
+    updated_us: int
+    updated_by: str
 
 
 def parse_list_entries(text: str) -> list[str]:
@@ -117,6 +129,19 @@ def load_rule_config(conn: sa.Connection) -> RuleConfig:
         for r in conn.execute(sa.select(rule_lists.c.name, rule_lists.c.entries))
     }
     return RuleConfig(revision=revision, enabled=enabled, custom=custom, lists=lists)
+
+
+def rule_lists_info(conn: sa.Connection) -> dict[str, RuleListInfo]:
+    """Every stored list by name, with its last change."""
+    return {
+        str(r.name): RuleListInfo(
+            name=str(r.name),
+            entries=tuple(line for line in str(r.entries).split("\n") if line),
+            updated_us=int(r.updated_us),
+            updated_by=str(r.updated_by),
+        )
+        for r in conn.execute(sa.select(rule_lists).order_by(rule_lists.c.name))
+    }
 
 
 def _upsert(

@@ -1,0 +1,642 @@
+"""Console: alert rules (administrators only, permission ``rules``).
+
+- ``/rules``: every rule in force — the built-in pack, custom YAML sources, imported
+  Sigma rules, and the device-state rules when this build has them — each switchable
+  on and off; and the stored sources that no longer load, with the reason.
+- ``/rules/lists``: the named lists rules refer to, edited in a textarea or replaced by
+  an uploaded text file, checked line by line (``rule_list_form``).
+- ``/rules/custom/...``: custom YAML rule sources, checked with ``check_custom_source``
+  before anything is stored; an error names (and shows) its line.
+- ``/rules/sigma/import``: a Sigma rule pasted or uploaded; the page says which of its
+  fields Sekimori's events lack (conditions on them never match).
+
+Every change is stored with a ``rules_revision`` bump (ingest picks it up within a
+second) and audited.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import re
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+from urllib.parse import quote
+
+import sqlalchemy as sa
+from starlette.datastructures import UploadFile
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from sekimori.clock import now_us
+from sekimori.server.alerting.ruleset import (
+    BuiltRules,
+    build_rules,
+    check_custom_source,
+    compile_rules,
+)
+from sekimori.server.console.i18n import N_, gettext
+from sekimori.server.console.rule_list_form import (
+    ListEntryError,
+    check_list_name,
+    decode_text_upload,
+    list_entries,
+)
+from sekimori.server.console.web import PageContext, page
+from sekimori.server.rules import (
+    BUILTIN_LISTS,
+    Rule,
+    RuleError,
+    RuleSyntaxError,
+    SigmaImport,
+    import_sigma,
+)
+from sekimori.server.rules.language import MAX_RULE_FILE_BYTES
+from sekimori.server.store.rule_config import (
+    CustomRules,
+    RuleConfig,
+    RuleFormat,
+    delete_custom_rules,
+    load_rule_config,
+    rule_lists_info,
+    save_custom_rules,
+    save_rule_list,
+    set_rule_enabled,
+)
+
+__all__ = ["BUILTIN_TITLES", "SEVERITY_LABELS", "routes", "severity_label"]
+
+# The built-in pack's titles, for the catalog (the pack's YAML is English). A test
+# keeps this table equal to the pack.
+BUILTIN_TITLES: Final[dict[str, str]] = {
+    "builtin.usb_mass_storage_attached": N_("USB mass-storage device attached"),
+    "builtin.file_copied_to_removable": N_("File copied to removable media"),
+    "builtin.mass_file_deletion": N_("Mass file deletion"),
+    "builtin.outbound_to_listed_address": N_("Outbound connection to a listed address"),
+    "builtin.logon_outside_working_hours": N_("Logon outside working hours"),
+    "builtin.software_installed": N_("New software installed"),
+    "builtin.banned_software_installed": N_("Banned software installed"),
+    "builtin.banned_software_present": N_("Banned software present"),
+    "builtin.blocked_domain_access": N_("Access to a blocked domain"),
+    # The device-state rules (alerting/state_rules.py).
+    "builtin.agent_offline": N_("Agent offline"),
+    "builtin.agent_outdated": N_("Agent older than the minimum version"),
+}
+# "severity|" is a context, as on the alerts pages ("Medium" alone is removable media);
+# English shows the part after the bar.
+SEVERITY_LABELS: Final[dict[str, str]] = {
+    "info": N_("severity|Info"),
+    "low": N_("severity|Low"),
+    "medium": N_("severity|Medium"),
+    "high": N_("severity|High"),
+    "critical": N_("severity|Critical"),
+}
+# What each built-in list holds, for the lists page.
+_LIST_HINTS: Final[dict[str, str]] = {
+    "blocked_domains": N_("Domains; each also covers its subdomains (example.com)."),
+    "banned_software": N_("Package names, as in a PC's software list."),
+    "blocked_addresses": N_("IP addresses and networks (203.0.113.7, 198.51.100.0/24)."),
+}
+# The device-state rules (agent offline, agent outdated) live in their own module,
+# which a build may not have yet; they are switched in the same table as the others.
+_STATE_RULES_MODULE: Final = "sekimori.server.alerting.state_rules"
+# A custom source's name: stored in rules_custom.name; "new" is the creation page.
+_SOURCE_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+_LINE_IN_MESSAGE: Final = re.compile(r"\bline (\d+)")
+MAX_LIST_UPLOAD_BYTES: Final = 4 * 1024 * 1024
+_EXAMPLE_RULE: Final = """\
+- id: custom.gambling_sites
+  title: Visit to a gambling site
+  severity: low
+  kinds: [web.visit]
+  match:
+    host: {domain_in: [casino.example, poker.example]}
+"""
+
+Origin = Literal["builtin", "custom", "sigma", "state"]
+
+
+@dataclass(frozen=True, slots=True)
+class RuleRow:
+    id: str
+    title: str
+    description: str
+    severity: str
+    kinds: tuple[str, ...]
+    origin: Origin
+    # The custom source a custom or Sigma rule came from.
+    source: str | None
+    enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SourceLine:
+    number: int
+    text: str
+    error: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SourceError:
+    """A source refused on save: the message, and the lines around the one at fault."""
+
+    message: str
+    line: int
+    excerpt: tuple[SourceLine, ...]
+
+
+def _state_rules() -> tuple[Any, ...]:
+    """The device-state rules (``STATE_RULES``: objects with id, title, description,
+    severity), or none when this build does not have them."""
+    try:
+        module = importlib.import_module(_STATE_RULES_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name != _STATE_RULES_MODULE:
+            raise
+        return ()
+    return tuple(getattr(module, "STATE_RULES", ()))
+
+
+def severity_label(severity: str) -> str:
+    if severity not in SEVERITY_LABELS:
+        return severity
+    return gettext(SEVERITY_LABELS[severity]).rsplit("|", 1)[-1]
+
+
+def _title(rule_id: str, title: str) -> str:
+    return gettext(BUILTIN_TITLES[rule_id]) if rule_id in BUILTIN_TITLES else title
+
+
+def _rule_rows(built: BuiltRules, config: RuleConfig) -> list[RuleRow]:
+    formats = {c.name: c.format for c in config.custom}
+    rows: list[RuleRow] = []
+    for rule in built.rules:
+        source = built.origin.get(rule.id)
+        origin: Origin = (
+            "builtin" if source is None else "sigma" if formats.get(source) == "sigma" else "custom"
+        )
+        rows.append(
+            RuleRow(
+                id=rule.id,
+                title=_title(rule.id, rule.title),
+                description=rule.description,
+                severity=rule.severity,
+                kinds=rule.kinds,
+                origin=origin,
+                source=source,
+                enabled=rule.enabled,
+            )
+        )
+    for state in _state_rules():
+        rule_id = str(state.id)
+        rows.append(
+            RuleRow(
+                id=rule_id,
+                title=_title(rule_id, str(state.title)),
+                description=str(getattr(state, "description", "")),
+                severity=str(getattr(state, "severity", "medium")),
+                kinds=(),
+                origin="state",
+                source=None,
+                enabled=config.enabled.get(rule_id, bool(getattr(state, "enabled", True))),
+            )
+        )
+    return rows
+
+
+def _redirect(url: str) -> Response:
+    return RedirectResponse(url, status_code=303)
+
+
+def _not_found(ctx: PageContext) -> Response:
+    return ctx.render("not_found.html", status=404)
+
+
+def _source_error(exc: RuleError, source: str) -> SourceError:
+    if isinstance(exc, RuleSyntaxError) and exc.line:
+        line = exc.line
+        message = gettext("Line %(line)s, column %(column)s: %(message)s") % {
+            "line": exc.line,
+            "column": exc.column,
+            "message": exc.message,
+        }
+    else:
+        found = _LINE_IN_MESSAGE.search(str(exc))
+        line = int(found.group(1)) if found else 0
+        message = str(exc)
+    lines = source.splitlines()
+    excerpt: tuple[SourceLine, ...] = ()
+    if 0 < line <= len(lines):
+        first, last = max(1, line - 3), min(len(lines), line + 3)
+        excerpt = tuple(SourceLine(n, lines[n - 1], n == line) for n in range(first, last + 1))
+    return SourceError(message, line, excerpt)
+
+
+def _uploaded_text(ctx: PageContext, limit: int) -> str:
+    """The text of the form's ``file`` part. Raises ListEntryError (too large, not
+    UTF-8, or missing)."""
+    upload = ctx.form.get("file") if ctx.form is not None else None
+    if not isinstance(upload, UploadFile) or not upload.filename:
+        raise ListEntryError(0, gettext("Choose a file to upload."))
+    upload.file.seek(0)
+    data = upload.file.read(limit + 1)
+    if len(data) > limit:
+        raise ListEntryError(
+            0,
+            gettext("The file is larger than %(size)s MiB.") % {"size": limit // (1024 * 1024)},
+        )
+    return decode_text_upload(data)
+
+
+# --- the rule list -----------------------------------------------------------------
+
+
+@page("rules")
+def rules_page(ctx: PageContext) -> Response:
+    with ctx.engine.connect() as conn:
+        config = load_rule_config(conn)
+    built = build_rules(config)
+    return ctx.render(
+        "rules.html",
+        rules=_rule_rows(built, config),
+        errors=built.errors,
+        severity_label=severity_label,
+        changed=ctx.query.get("changed", ""),
+        deleted=ctx.query.get("deleted", ""),
+    )
+
+
+@page("rules")
+def switch_rule(ctx: PageContext) -> Response:
+    rule_id = str(ctx.request.path_params["rule_id"])
+    wanted = ctx.field("enabled")
+    if wanted not in ("on", "off"):
+        return Response("enabled must be on or off", status_code=400)
+    enabled = wanted == "on"
+    with ctx.engine.begin() as conn:
+        config = load_rule_config(conn)
+        rows = {row.id: row for row in _rule_rows(build_rules(config), config)}
+        if rule_id not in rows:
+            return _not_found(ctx)
+        set_rule_enabled(conn, rule_id, enabled, actor=ctx.user.username, now_us=now_us())
+    ctx.audit(
+        "rule.enable",
+        rule_id,
+        enabled=enabled,
+        previous=rows[rule_id].enabled,
+        origin=rows[rule_id].origin,
+    )
+    return _redirect(f"/rules?changed={quote(rule_id, safe='')}#rule-{quote(rule_id, safe='')}")
+
+
+# --- named lists -------------------------------------------------------------------
+
+
+def _list_users(built: BuiltRules) -> dict[str, list[str]]:
+    """List name -> the ids of the rules that use it."""
+    users: dict[str, list[str]] = {}
+    for rule in built.rules:
+        for ref in rule.match.list_refs():
+            users.setdefault(ref.name, [])
+            if rule.id not in users[ref.name]:
+                users[ref.name].append(rule.id)
+    return users
+
+
+@page("rules")
+def lists_page(ctx: PageContext) -> Response:
+    return _lists_page(ctx)
+
+
+def _lists_page(ctx: PageContext, *, status: int = 200, error: str = "") -> Response:
+    with ctx.engine.connect() as conn:
+        config = load_rule_config(conn)
+        stored = rule_lists_info(conn)
+    names = sorted(set(BUILTIN_LISTS) | set(stored))
+    return ctx.render(
+        "rules_lists.html",
+        status=status,
+        names=names,
+        stored=stored,
+        used_by=_list_users(build_rules(config)),
+        builtin=BUILTIN_LISTS,
+        hints=_LIST_HINTS,
+        error=error,
+    )
+
+
+@page("rules")
+def new_list(ctx: PageContext) -> Response:
+    name = ctx.query.get("name", "").strip()
+    try:
+        check_list_name(name)
+    except ValueError:
+        return _lists_page(ctx, status=400, error="bad_name")
+    return _redirect(f"/rules/lists/{name}")
+
+
+def _list_editor(
+    ctx: PageContext,
+    name: str,
+    *,
+    status: int = 200,
+    text: str | None = None,
+    error: str = "",
+    saved: bool = False,
+) -> Response:
+    with ctx.engine.connect() as conn:
+        config = load_rule_config(conn)
+        info = rule_lists_info(conn).get(name)
+    return ctx.render(
+        "rules_list.html",
+        status=status,
+        list_name=name,
+        info=info,
+        text="\n".join(info.entries) + "\n" if text is None and info else text or "",
+        used_by=_list_users(build_rules(config)).get(name, []),
+        hint=_LIST_HINTS.get(name),
+        error=error,
+        saved=saved or ctx.query.get("saved") == "1",
+        max_upload_mib=MAX_LIST_UPLOAD_BYTES // (1024 * 1024),
+    )
+
+
+def _list_name(ctx: PageContext) -> str | None:
+    name = str(ctx.request.path_params["name"])
+    try:
+        return check_list_name(name)
+    except ValueError:
+        return None
+
+
+@page("rules")
+def list_page(ctx: PageContext) -> Response:
+    name = _list_name(ctx)
+    return _not_found(ctx) if name is None else _list_editor(ctx, name)
+
+
+def _rule_errors_with(config: RuleConfig, name: str, entries: list[str]) -> list[str]:
+    """What breaks if list ``name`` held ``entries``: sources that would stop loading,
+    or the rule set refusing to compile (a built-in rule's list)."""
+    before = set(build_rules(config).errors)
+    lists = {**config.lists, name: tuple(entries)}
+    built = build_rules(dataclasses.replace(config, lists=lists))
+    problems = [
+        f"{source}: {reason}" for source, reason in built.errors if (source, reason) not in before
+    ]
+    try:
+        compile_rules(built)
+    except RuleError as exc:
+        problems.append(str(exc))
+    return problems
+
+
+@page("rules", max_files=1, max_part_size=MAX_LIST_UPLOAD_BYTES)
+def save_list(ctx: PageContext) -> Response:
+    name = _list_name(ctx)
+    if name is None:
+        return _not_found(ctx)
+    from_file = ctx.field("mode") == "file"
+    text = ctx.field("entries")
+    try:
+        if from_file:
+            text = _uploaded_text(ctx, MAX_LIST_UPLOAD_BYTES)
+        entries = list_entries(name, text)
+    except ListEntryError as exc:
+        return _list_editor(ctx, name, status=400, text=None if from_file else text, error=str(exc))
+    with ctx.engine.begin() as conn:
+        config = load_rule_config(conn)
+        problems = _rule_errors_with(config, name, entries)
+        if problems:
+            error = gettext("Not saved: with this list, %(problem)s") % {"problem": problems[0]}
+            return _list_editor(ctx, name, status=400, text=text, error=error)
+        old = set(config.lists.get(name, ()))
+        save_rule_list(conn, name, entries, actor=ctx.user.username, now_us=now_us())
+    new = set(entries)
+    upload = ctx.form.get("file") if from_file and ctx.form is not None else None
+    ctx.audit(
+        "rule.list.save",
+        name,
+        entries=len(entries),
+        added=len(new - old),
+        removed=len(old - new),
+        source="file" if from_file else "form",
+        **({"filename": upload.filename} if isinstance(upload, UploadFile) else {}),
+    )
+    return _redirect(f"/rules/lists/{name}?saved=1")
+
+
+# --- custom rule sources and Sigma imports -------------------------------------------
+
+
+def _stored_source(conn: sa.Connection, name: str) -> CustomRules | None:
+    return next((c for c in load_rule_config(conn).custom if c.name == name), None)
+
+
+def _sigma_details(source: CustomRules | None, text: str) -> SigmaImport | None:
+    if source is None or source.format != "sigma":
+        return None
+    try:
+        return import_sigma(text, source.name)
+    except RuleError:
+        return None
+
+
+def _custom_editor(
+    ctx: PageContext,
+    name: str,
+    *,
+    stored: CustomRules | None,
+    status: int = 200,
+    text: str | None = None,
+    error: SourceError | None = None,
+    form_error: str = "",
+) -> Response:
+    source_text = text if text is not None else stored.source if stored else _EXAMPLE_RULE
+    rules: list[Rule] = []
+    if stored is not None:
+        with ctx.engine.connect() as conn:
+            config = load_rule_config(conn)
+        built = build_rules(config)
+        rules = [r for r in built.rules if built.origin.get(r.id) == name]
+    return ctx.render(
+        "rules_custom.html",
+        status=status,
+        source_name=name,
+        stored=stored,
+        text=source_text,
+        rules=rules,
+        sigma=_sigma_details(stored, stored.source) if stored else None,
+        error=error,
+        form_error=form_error,
+        saved=ctx.query.get("saved") == "1",
+        imported=ctx.query.get("imported") == "1",
+        severity_label=severity_label,
+    )
+
+
+def _save_source(
+    ctx: PageContext, name: str, format: RuleFormat, text: str, *, creating: bool
+) -> Response | list[Rule]:
+    """Check and store a source; the rules stored, or the page showing why not."""
+    with ctx.engine.begin() as conn:
+        config = load_rule_config(conn)
+        stored = next((c for c in config.custom if c.name == name), None)
+        if creating and stored is not None:
+            return _custom_editor(
+                ctx, name, stored=None, status=400, text=text, form_error="exists"
+            )
+        if not creating and stored is None:
+            return _not_found(ctx)
+        try:
+            rules = check_custom_source(format, text, name, config)
+        except RuleError as exc:
+            return _custom_editor(
+                ctx,
+                name,
+                stored=stored,
+                status=400,
+                text=text,
+                error=_source_error(exc, text),
+            )
+        save_custom_rules(conn, name, format, text, actor=ctx.user.username, now_us=now_us())
+    return rules
+
+
+@page("rules")
+def new_custom_page(ctx: PageContext) -> Response:
+    return _custom_editor(ctx, "", stored=None)
+
+
+@page("rules")
+def create_custom(ctx: PageContext) -> Response:
+    name = ctx.field("name").strip()
+    text = ctx.field("source")
+    if not _SOURCE_NAME.match(name) or name == "new":
+        return _custom_editor(ctx, name, stored=None, status=400, text=text, form_error="bad_name")
+    saved = _save_source(ctx, name, "yaml", text, creating=True)
+    if isinstance(saved, Response):
+        return saved
+    ctx.audit("rule.custom.save", name, format="yaml", rules=[r.id for r in saved], created=True)
+    return _redirect(f"/rules/custom/{quote(name, safe='')}?saved=1")
+
+
+@page("rules")
+def custom_page(ctx: PageContext) -> Response:
+    name = str(ctx.request.path_params["name"])
+    with ctx.engine.connect() as conn:
+        stored = _stored_source(conn, name)
+    return _not_found(ctx) if stored is None else _custom_editor(ctx, name, stored=stored)
+
+
+@page("rules")
+def save_custom(ctx: PageContext) -> Response:
+    name = str(ctx.request.path_params["name"])
+    with ctx.engine.connect() as conn:
+        stored = _stored_source(conn, name)
+    if stored is None:
+        return _not_found(ctx)
+    saved = _save_source(ctx, name, stored.format, ctx.field("source"), creating=False)
+    if isinstance(saved, Response):
+        return saved
+    ctx.audit(
+        "rule.custom.save", name, format=stored.format, rules=[r.id for r in saved], created=False
+    )
+    return _redirect(f"/rules/custom/{quote(name, safe='')}?saved=1")
+
+
+@page("rules")
+def delete_custom(ctx: PageContext) -> Response:
+    name = str(ctx.request.path_params["name"])
+    with ctx.engine.begin() as conn:
+        stored = _stored_source(conn, name)
+        if stored is None:
+            return _not_found(ctx)
+        delete_custom_rules(conn, name)
+    ctx.audit("rule.custom.delete", name, format=stored.format)
+    return _redirect(f"/rules?deleted={quote(name, safe='')}")
+
+
+def _sigma_page(
+    ctx: PageContext,
+    *,
+    status: int = 200,
+    text: str = "",
+    name: str = "",
+    error: SourceError | None = None,
+) -> Response:
+    return ctx.render(
+        "rules_sigma.html",
+        status=status,
+        text=text,
+        source_name=name,
+        error=error,
+        max_kib=MAX_RULE_FILE_BYTES // 1024,
+    )
+
+
+@page("rules")
+def sigma_page(ctx: PageContext) -> Response:
+    return _sigma_page(ctx)
+
+
+@page("rules", max_files=1)
+def sigma_import(ctx: PageContext) -> Response:
+    text = ctx.field("source")
+    name = ctx.field("name").strip()
+    try:
+        if ctx.field("mode") == "file":
+            text = _uploaded_text(ctx, MAX_RULE_FILE_BYTES)
+    except ListEntryError as exc:
+        error = SourceError(str(exc), exc.line, ())
+        return _sigma_page(ctx, status=400, text="", name=name, error=error)
+    try:
+        imported = import_sigma(text, name or "sigma")
+    except RuleError as exc:
+        return _sigma_page(ctx, status=400, text=text, name=name, error=_source_error(exc, text))
+    if not name:
+        name = imported.rule.id[:128]
+    if not _SOURCE_NAME.match(name) or name == "new":
+        error = SourceError(gettext("A name is 1 to 128 letters, digits or . _ : -."), 0, ())
+        return _sigma_page(ctx, status=400, text=text, name=name, error=error)
+    with ctx.engine.connect() as conn:
+        replaced = _stored_source(conn, name)
+    if replaced is not None and replaced.format != "sigma":
+        error = SourceError(
+            gettext("A custom YAML source is named %(name)s already: choose another name.")
+            % {"name": name},
+            0,
+            (),
+        )
+        return _sigma_page(ctx, status=400, text=text, name=name, error=error)
+    saved = _save_source(ctx, name, "sigma", text, creating=replaced is None)
+    if isinstance(saved, Response):
+        return saved
+    ctx.audit(
+        "rule.sigma.import",
+        name,
+        rule_id=imported.rule.id,
+        sigma_id=imported.sigma_id,
+        title=imported.rule.title,
+        unsupported_fields=list(imported.unsupported_fields),
+        replaced=replaced is not None,
+    )
+    return _redirect(f"/rules/custom/{quote(name, safe='')}?imported=1")
+
+
+# Lists and custom sources first: "/rules/lists/x" must not reach the switch route.
+routes: list[BaseRoute] = [
+    Route("/rules", rules_page, methods=["GET"]),
+    Route("/rules/lists", lists_page, methods=["GET"]),
+    Route("/rules/lists/new", new_list, methods=["GET"]),
+    Route("/rules/lists/{name}", list_page, methods=["GET"]),
+    Route("/rules/lists/{name}", save_list, methods=["POST"]),
+    Route("/rules/custom/new", new_custom_page, methods=["GET"]),
+    Route("/rules/custom/new", create_custom, methods=["POST"]),
+    Route("/rules/custom/{name}", custom_page, methods=["GET"]),
+    Route("/rules/custom/{name}", save_custom, methods=["POST"]),
+    Route("/rules/custom/{name}/delete", delete_custom, methods=["POST"]),
+    Route("/rules/sigma/import", sigma_page, methods=["GET"]),
+    Route("/rules/sigma/import", sigma_import, methods=["POST"]),
+    Route("/rules/{rule_id}/enabled", switch_rule, methods=["POST"]),
+]
