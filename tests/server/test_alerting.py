@@ -3,6 +3,7 @@ and threshold windows survive a restart — on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ from sekimori.protocol.events.file import FileCopiedToRemovable, FileDeleted
 from sekimori.protocol.events.web import WebVisit
 from sekimori.server.alerting.evaluator import IngestRules
 from sekimori.server.event_fields import event_fields
+from sekimori.server.store.alerts import AlertMatch, record_alert_matches
 from sekimori.server.store.events import EventRow, StoredBatch, write_batches
 from sekimori.server.store.rule_config import (
     save_custom_rules,
@@ -210,3 +212,49 @@ def test_custom_rule_with_a_list_fires_on_listed_domains_only(engine: sa.Engine)
     assert "www.casino.example" in found[0].summary
     with engine.connect() as conn:
         assert conn.execute(sa.select(devices.c.acked_seq)).scalar_one() == 3
+
+
+def test_a_device_moving_between_replicas_keeps_its_threshold_window(engine: sa.Engine) -> None:
+    device = add_device(engine, "pc-6")
+    t = now_us()
+    replica_a, replica_b = IngestRules(), IngestRules()
+    _ingest(engine, replica_a, StoredBatch(device, 120, _rows(device, 1, _deletes(120), t)))
+    # The device reconnects to replica B, counts 80 more there...
+    replica_b.forget(device)
+    _ingest(engine, replica_b, StoredBatch(device, 200, _rows(device, 121, _deletes(80, 120), t)))
+    # ...and comes back to A, whose cached window (120) is stale: forget() on connect.
+    replica_a.forget(device)
+    _ingest(engine, replica_a, StoredBatch(device, 201, _rows(device, 201, _deletes(1, 200), t)))
+    assert [(a.rule_id, a.count) for a in _alerts(engine)] == [("builtin.mass_file_deletion", 201)]
+
+
+def test_two_writers_opening_the_same_alert_make_one(engine: sa.Engine) -> None:
+    device = add_device(engine, "pc-7")
+    match = AlertMatch(
+        rule_id="builtin.agent_offline",
+        title="Agent offline",
+        severity="medium",
+        device_id=device,
+        key="",
+        time_us=now_us(),
+        summary="offline",
+    )
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            for _ in range(15):
+                with engine.begin() as conn:
+                    record_alert_matches(conn, [match], now_us=now_us())
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert [(a.rule_id, a.status, a.count) for a in _alerts(engine)] == [
+        ("builtin.agent_offline", "open", 30)
+    ]
