@@ -72,9 +72,11 @@ def test_language_switch_in_the_header(tab: Tab) -> None:
     page = tab.page
     login(page, "erin")
     menu = page.locator("nav.menu a")
-    expect(menu).to_have_text(["Dashboard", "Devices", "Logs", "Reports", "Enrollment"])
+    expect(menu).to_have_text(["Dashboard", "Devices", "Alerts", "Logs", "Reports", "Enrollment"])
     page.select_option("header select[name=locale]", "ja")
-    expect(menu).to_have_text(["ダッシュボード", "デバイス", "ログ", "レポート", "登録"])
+    expect(menu).to_have_text(
+        ["ダッシュボード", "デバイス", "アラート", "ログ", "レポート", "登録"]
+    )
     expect(page.locator("html")).to_have_attribute("lang", "ja")
     # The choice belongs to the account: it holds on the next page.
     page.goto("/account")

@@ -97,8 +97,12 @@ def test_counts_for_every_group(alice: ConsoleClient, seeded: dict[str, str]) ->
         "new": 5,
         "outdated": 3,
     }
-    # No alerts exist yet: no made-up alert count.
-    assert "alert" not in page.text.lower()
+    # No alert exists yet: the alerts card counts none and says so.
+    card = page.text[page.text.index('id="alerts-card"') :]
+    card = card[: card.index("</section>")]
+    counts = re.findall(r'data-severity="(\w+)">\s*<a class="n" href="[^"]*">(\d+)<', card)
+    assert counts == [(s, "0") for s in ("critical", "high", "medium", "low", "info")]
+    assert "No open alert." in card
     assert 'href="/devices?version=outdated"' in page.text
     assert f'href="/devices/{seeded["sales-online"]}"' in page.text
 

@@ -16,6 +16,7 @@ from starlette.staticfiles import StaticFiles
 from sekimori.server.console import auth, i18n
 from sekimori.server.console.routes import (
     account,
+    alerts,
     audit,
     dashboard,
     devices,
@@ -88,6 +89,7 @@ def create_console_app(
         *ops_routes(engine, metrics, lambda: len(connected())),
         *auth.routes,
         *dashboard.routes,
+        *alerts.routes,
         *devices.routes,
         *logs.routes,
         *reports.routes,

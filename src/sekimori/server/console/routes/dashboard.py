@@ -1,9 +1,11 @@
-"""Console: the dashboard — the fleet at a glance, within the user's device groups."""
+"""Console: the dashboard — the fleet at a glance, within the user's device groups,
+and the open alerts for those who handle them."""
 
 from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
+from typing import Any
 
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -11,7 +13,10 @@ from starlette.routing import BaseRoute, Route
 import sekimori
 from sekimori.clock import now_us
 from sekimori.server.console.i18n import gettext
+from sekimori.server.console.permissions import allowed
+from sekimori.server.console.routes.alerts import severity_label, status_label
 from sekimori.server.console.web import PageContext, page
+from sekimori.server.store.alert_queries import SEVERITIES, latest_open_alerts, open_counts
 from sekimori.server.store.device_queries import (
     HOUR_US,
     events_per_hour,
@@ -22,6 +27,7 @@ from sekimori.server.store.device_queries import (
 __all__ = ["minimum_agent_version", "routes"]
 
 NEW_DAYS = 7
+LATEST_ALERTS = 5
 
 
 def minimum_agent_version(ctx: PageContext) -> str:
@@ -57,6 +63,15 @@ def dashboard(ctx: PageContext) -> Response:
         ],
         "datasets": [{"label": gettext("Events"), "data": [n for _, n in hours]}],
     }
+    alerts: dict[str, Any] = {}
+    if allowed(ctx.user.role, "alerts"):  # the card shows only to those who handle them
+        alerts = {
+            "alert_counts": open_counts(ctx.engine, ctx.scope),
+            "latest_alerts": latest_open_alerts(ctx.engine, ctx.scope, limit=LATEST_ALERTS),
+            "severities": SEVERITIES,
+            "severity_label": severity_label,
+            "status_label": status_label,
+        }
     return ctx.render(
         "dashboard.html",
         summary=summary,
@@ -67,6 +82,7 @@ def dashboard(ctx: PageContext) -> Response:
         latest=latest_seen(ctx.engine, ctx.scope, limit=10),
         now=now,
         heartbeat=heartbeat,
+        **alerts,
     )
 
 

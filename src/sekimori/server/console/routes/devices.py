@@ -17,8 +17,10 @@ from sekimori.protocol.events import EVENT_KINDS
 from sekimori.protocol.events.inventory import Hardware, SoftwareSnapshot
 from sekimori.server.console.event_summary import decode_payload, kind_label, summarize
 from sekimori.server.console.permissions import allowed
+from sekimori.server.console.routes.alerts import severity_label, status_label
 from sekimori.server.console.routes.dashboard import minimum_agent_version
 from sekimori.server.console.web import PageContext, page
+from sekimori.server.store.alert_queries import device_open_alerts
 from sekimori.server.store.device_detail import (
     collector_health,
     device_events,
@@ -113,7 +115,17 @@ def _overview(ctx: PageContext, device: Device) -> dict[str, Any]:
     health = []
     for event in collector_health(ctx.engine, ctx.scope, device.id):
         health.append((event, decode_payload(event.kind, event.payload)))
-    return {"hardware": hardware, "hardware_event": hardware_event, "health": health}
+    alerts = None  # None: not shown (no alerts permission); [] none open
+    if allowed(ctx.user.role, "alerts"):
+        alerts = device_open_alerts(ctx.engine, ctx.scope, device.id)
+    return {
+        "hardware": hardware,
+        "hardware_event": hardware_event,
+        "health": health,
+        "open_alerts": alerts,
+        "severity_label": severity_label,
+        "status_label": status_label,
+    }
 
 
 def _software(ctx: PageContext, device: Device) -> dict[str, Any]:
