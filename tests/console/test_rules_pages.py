@@ -21,7 +21,7 @@ from sekimori.protocol.events.file import FileCopiedToRemovable
 from sekimori.protocol.events.process import ProcessStarted
 from sekimori.protocol.events.web import WebVisit
 from sekimori.server.alerting.evaluator import IngestRules
-from sekimori.server.console.routes.rules import BUILTIN_TITLES
+from sekimori.server.console.rule_view import BUILTIN_TITLES
 from sekimori.server.event_fields import event_fields
 from sekimori.server.rules import load_builtin_rules
 from sekimori.server.store.audit import AuditEntry, search_audit

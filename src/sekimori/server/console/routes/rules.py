@@ -16,11 +16,8 @@ second) and audited.
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
 import re
-from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Final
 from urllib.parse import quote
 
 import sqlalchemy as sa
@@ -30,31 +27,36 @@ from starlette.routing import BaseRoute, Route
 
 from sekimori.clock import now_us
 from sekimori.server.alerting.ruleset import (
-    BuiltRules,
     build_rules,
     check_custom_source,
-    compile_rules,
 )
-from sekimori.server.console.i18n import N_, gettext
+from sekimori.server.console.i18n import gettext
 from sekimori.server.console.rule_list_form import (
     ListEntryError,
     check_list_name,
     decode_text_upload,
     list_entries,
 )
+from sekimori.server.console.rule_view import (
+    LIST_HINTS,
+    SourceError,
+    list_change_problems,
+    list_users,
+    rule_rows,
+    severity_label,
+    source_error,
+)
 from sekimori.server.console.web import PageContext, page
 from sekimori.server.rules import (
     BUILTIN_LISTS,
     Rule,
     RuleError,
-    RuleSyntaxError,
     SigmaImport,
     import_sigma,
 )
 from sekimori.server.rules.language import MAX_RULE_FILE_BYTES
 from sekimori.server.store.rule_config import (
     CustomRules,
-    RuleConfig,
     RuleFormat,
     delete_custom_rules,
     load_rule_config,
@@ -64,45 +66,10 @@ from sekimori.server.store.rule_config import (
     set_rule_enabled,
 )
 
-__all__ = ["BUILTIN_TITLES", "SEVERITY_LABELS", "routes", "severity_label"]
+__all__ = ["routes"]
 
-# The built-in pack's titles, for the catalog (the pack's YAML is English). A test
-# keeps this table equal to the pack.
-BUILTIN_TITLES: Final[dict[str, str]] = {
-    "builtin.usb_mass_storage_attached": N_("USB mass-storage device attached"),
-    "builtin.file_copied_to_removable": N_("File copied to removable media"),
-    "builtin.mass_file_deletion": N_("Mass file deletion"),
-    "builtin.outbound_to_listed_address": N_("Outbound connection to a listed address"),
-    "builtin.logon_outside_working_hours": N_("Logon outside working hours"),
-    "builtin.software_installed": N_("New software installed"),
-    "builtin.banned_software_installed": N_("Banned software installed"),
-    "builtin.banned_software_present": N_("Banned software present"),
-    "builtin.blocked_domain_access": N_("Access to a blocked domain"),
-    # The device-state rules (alerting/state_rules.py).
-    "builtin.agent_offline": N_("Agent offline"),
-    "builtin.agent_outdated": N_("Agent older than the minimum version"),
-}
-# "severity|" is a context, as on the alerts pages ("Medium" alone is removable media);
-# English shows the part after the bar.
-SEVERITY_LABELS: Final[dict[str, str]] = {
-    "info": N_("severity|Info"),
-    "low": N_("severity|Low"),
-    "medium": N_("severity|Medium"),
-    "high": N_("severity|High"),
-    "critical": N_("severity|Critical"),
-}
-# What each built-in list holds, for the lists page.
-_LIST_HINTS: Final[dict[str, str]] = {
-    "blocked_domains": N_("Domains; each also covers its subdomains (example.com)."),
-    "banned_software": N_("Package names, as in a PC's software list."),
-    "blocked_addresses": N_("IP addresses and networks (203.0.113.7, 198.51.100.0/24)."),
-}
-# The device-state rules (agent offline, agent outdated) live in their own module,
-# which a build may not have yet; they are switched in the same table as the others.
-_STATE_RULES_MODULE: Final = "sekimori.server.alerting.state_rules"
 # A custom source's name: stored in rules_custom.name; "new" is the creation page.
 _SOURCE_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
-_LINE_IN_MESSAGE: Final = re.compile(r"\bline (\d+)")
 MAX_LIST_UPLOAD_BYTES: Final = 4 * 1024 * 1024
 _EXAMPLE_RULE: Final = """\
 - id: custom.gambling_sites
@@ -113,96 +80,6 @@ _EXAMPLE_RULE: Final = """\
     host: {domain_in: [casino.example, poker.example]}
 """
 
-Origin = Literal["builtin", "custom", "sigma", "state"]
-
-
-@dataclass(frozen=True, slots=True)
-class RuleRow:
-    id: str
-    title: str
-    description: str
-    severity: str
-    kinds: tuple[str, ...]
-    origin: Origin
-    # The custom source a custom or Sigma rule came from.
-    source: str | None
-    enabled: bool
-
-
-@dataclass(frozen=True, slots=True)
-class SourceLine:
-    number: int
-    text: str
-    error: bool
-
-
-@dataclass(frozen=True, slots=True)
-class SourceError:
-    """A source refused on save: the message, and the lines around the one at fault."""
-
-    message: str
-    line: int
-    excerpt: tuple[SourceLine, ...]
-
-
-def _state_rules() -> tuple[Any, ...]:
-    """The device-state rules (``STATE_RULES``: objects with id, title, description,
-    severity), or none when this build does not have them."""
-    try:
-        module = importlib.import_module(_STATE_RULES_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name != _STATE_RULES_MODULE:
-            raise
-        return ()
-    return tuple(getattr(module, "STATE_RULES", ()))
-
-
-def severity_label(severity: str) -> str:
-    if severity not in SEVERITY_LABELS:
-        return severity
-    return gettext(SEVERITY_LABELS[severity]).rsplit("|", 1)[-1]
-
-
-def _title(rule_id: str, title: str) -> str:
-    return gettext(BUILTIN_TITLES[rule_id]) if rule_id in BUILTIN_TITLES else title
-
-
-def _rule_rows(built: BuiltRules, config: RuleConfig) -> list[RuleRow]:
-    formats = {c.name: c.format for c in config.custom}
-    rows: list[RuleRow] = []
-    for rule in built.rules:
-        source = built.origin.get(rule.id)
-        origin: Origin = (
-            "builtin" if source is None else "sigma" if formats.get(source) == "sigma" else "custom"
-        )
-        rows.append(
-            RuleRow(
-                id=rule.id,
-                title=_title(rule.id, rule.title),
-                description=rule.description,
-                severity=rule.severity,
-                kinds=rule.kinds,
-                origin=origin,
-                source=source,
-                enabled=rule.enabled,
-            )
-        )
-    for state in _state_rules():
-        rule_id = str(state.id)
-        rows.append(
-            RuleRow(
-                id=rule_id,
-                title=_title(rule_id, str(state.title)),
-                description=str(getattr(state, "description", "")),
-                severity=str(getattr(state, "severity", "medium")),
-                kinds=(),
-                origin="state",
-                source=None,
-                enabled=config.enabled.get(rule_id, bool(getattr(state, "enabled", True))),
-            )
-        )
-    return rows
-
 
 def _redirect(url: str) -> Response:
     return RedirectResponse(url, status_code=303)
@@ -210,26 +87,6 @@ def _redirect(url: str) -> Response:
 
 def _not_found(ctx: PageContext) -> Response:
     return ctx.render("not_found.html", status=404)
-
-
-def _source_error(exc: RuleError, source: str) -> SourceError:
-    if isinstance(exc, RuleSyntaxError) and exc.line:
-        line = exc.line
-        message = gettext("Line %(line)s, column %(column)s: %(message)s") % {
-            "line": exc.line,
-            "column": exc.column,
-            "message": exc.message,
-        }
-    else:
-        found = _LINE_IN_MESSAGE.search(str(exc))
-        line = int(found.group(1)) if found else 0
-        message = str(exc)
-    lines = source.splitlines()
-    excerpt: tuple[SourceLine, ...] = ()
-    if 0 < line <= len(lines):
-        first, last = max(1, line - 3), min(len(lines), line + 3)
-        excerpt = tuple(SourceLine(n, lines[n - 1], n == line) for n in range(first, last + 1))
-    return SourceError(message, line, excerpt)
 
 
 def _uploaded_text(ctx: PageContext, limit: int) -> str:
@@ -258,7 +115,7 @@ def rules_page(ctx: PageContext) -> Response:
     built = build_rules(config)
     return ctx.render(
         "rules.html",
-        rules=_rule_rows(built, config),
+        rules=rule_rows(built, config),
         errors=built.errors,
         severity_label=severity_label,
         changed=ctx.query.get("changed", ""),
@@ -275,7 +132,7 @@ def switch_rule(ctx: PageContext) -> Response:
     enabled = wanted == "on"
     with ctx.engine.begin() as conn:
         config = load_rule_config(conn)
-        rows = {row.id: row for row in _rule_rows(build_rules(config), config)}
+        rows = {row.id: row for row in rule_rows(build_rules(config), config)}
         if rule_id not in rows:
             return _not_found(ctx)
         set_rule_enabled(conn, rule_id, enabled, actor=ctx.user.username, now_us=now_us())
@@ -290,17 +147,6 @@ def switch_rule(ctx: PageContext) -> Response:
 
 
 # --- named lists -------------------------------------------------------------------
-
-
-def _list_users(built: BuiltRules) -> dict[str, list[str]]:
-    """List name -> the ids of the rules that use it."""
-    users: dict[str, list[str]] = {}
-    for rule in built.rules:
-        for ref in rule.match.list_refs():
-            users.setdefault(ref.name, [])
-            if rule.id not in users[ref.name]:
-                users[ref.name].append(rule.id)
-    return users
 
 
 @page("rules")
@@ -318,9 +164,9 @@ def _lists_page(ctx: PageContext, *, status: int = 200, error: str = "") -> Resp
         status=status,
         names=names,
         stored=stored,
-        used_by=_list_users(build_rules(config)),
+        used_by=list_users(build_rules(config)),
         builtin=BUILTIN_LISTS,
-        hints=_LIST_HINTS,
+        hints=LIST_HINTS,
         error=error,
     )
 
@@ -353,8 +199,8 @@ def _list_editor(
         list_name=name,
         info=info,
         text="\n".join(info.entries) + "\n" if text is None and info else text or "",
-        used_by=_list_users(build_rules(config)).get(name, []),
-        hint=_LIST_HINTS.get(name),
+        used_by=list_users(build_rules(config)).get(name, []),
+        hint=LIST_HINTS.get(name),
         error=error,
         saved=saved or ctx.query.get("saved") == "1",
         max_upload_mib=MAX_LIST_UPLOAD_BYTES // (1024 * 1024),
@@ -375,22 +221,6 @@ def list_page(ctx: PageContext) -> Response:
     return _not_found(ctx) if name is None else _list_editor(ctx, name)
 
 
-def _rule_errors_with(config: RuleConfig, name: str, entries: list[str]) -> list[str]:
-    """What breaks if list ``name`` held ``entries``: sources that would stop loading,
-    or the rule set refusing to compile (a built-in rule's list)."""
-    before = set(build_rules(config).errors)
-    lists = {**config.lists, name: tuple(entries)}
-    built = build_rules(dataclasses.replace(config, lists=lists))
-    problems = [
-        f"{source}: {reason}" for source, reason in built.errors if (source, reason) not in before
-    ]
-    try:
-        compile_rules(built)
-    except RuleError as exc:
-        problems.append(str(exc))
-    return problems
-
-
 @page("rules", max_files=1, max_part_size=MAX_LIST_UPLOAD_BYTES)
 def save_list(ctx: PageContext) -> Response:
     name = _list_name(ctx)
@@ -406,7 +236,7 @@ def save_list(ctx: PageContext) -> Response:
         return _list_editor(ctx, name, status=400, text=None if from_file else text, error=str(exc))
     with ctx.engine.begin() as conn:
         config = load_rule_config(conn)
-        problems = _rule_errors_with(config, name, entries)
+        problems = list_change_problems(config, name, entries)
         if problems:
             error = gettext("Not saved: with this list, %(problem)s") % {"problem": problems[0]}
             return _list_editor(ctx, name, status=400, text=text, error=error)
@@ -497,7 +327,7 @@ def _save_source(
                 stored=stored,
                 status=400,
                 text=text,
-                error=_source_error(exc, text),
+                error=source_error(exc, text),
             )
         save_custom_rules(conn, name, format, text, actor=ctx.user.username, now_us=now_us())
     return rules
@@ -593,7 +423,7 @@ def sigma_import(ctx: PageContext) -> Response:
     try:
         imported = import_sigma(text, name or "sigma")
     except RuleError as exc:
-        return _sigma_page(ctx, status=400, text=text, name=name, error=_source_error(exc, text))
+        return _sigma_page(ctx, status=400, text=text, name=name, error=source_error(exc, text))
     if not name:
         name = imported.rule.id[:128]
     if not _SOURCE_NAME.match(name) or name == "new":
