@@ -85,12 +85,16 @@ def decode_text_upload(data: bytes) -> str:
 
 def _address(entry: str) -> str:
     try:
+        if "%" in entry:  # an IPv6 zone (fe80::1%eth0) names a PC's own interface
+            raise ValueError(entry)
         if "/" in entry:
             return str(ipaddress.ip_network(entry, strict=True))
         return str(ipaddress.ip_address(entry))
     except ValueError:
         pass
     try:
+        if "%" in entry:
+            raise ValueError(entry)
         network = ipaddress.ip_network(entry, strict=False)
     except ValueError:
         raise ValueError(
