@@ -26,7 +26,7 @@ from sekimori.server.event_fields import event_fields
 from sekimori.server.rules import load_builtin_rules
 from sekimori.server.store.audit import AuditEntry, search_audit
 from sekimori.server.store.events import EventRow, StoredBatch, write_batches
-from sekimori.server.store.rule_config import load_rule_config
+from sekimori.server.store.rule_config import load_rule_config, save_custom_rules
 from sekimori.server.store.schema import alerts, rule_settings
 from tests.console.conftest import ConsoleClient, as_user
 from tests.console.seed import add_device
@@ -614,3 +614,74 @@ def test_rules_saved_in_the_console_fire_at_ingest(
         assert _fired(engine, device)[off] == 1
     finally:
         _post(alice, f"/rules/{off}/enabled", {"enabled": "on"})
+
+
+def test_a_sigma_file_of_several_rules_is_refused_pointing_at_the_second(
+    alice: ConsoleClient,
+) -> None:
+    second = SIGMA_CURL.replace("5b1d3c8e", "7d3f5e0a")
+    refused = _post(
+        alice, "/rules/sigma/import", {"mode": "form", "source": SIGMA_CURL + "---\n" + second}
+    )
+    assert refused.status_code == 400
+    separator = SIGMA_CURL.count("\n") + 1
+    assert f"The second begins with the --- on line {separator}." in refused.text
+    assert f'data-line="{separator}"' in refused.text
+
+
+# --- what no longer loads, and what a list change would break -------------------------
+
+
+def test_a_stored_source_that_no_longer_loads_is_shown_with_the_reason(
+    console_server: ServerProcess, alice: ConsoleClient
+) -> None:
+    # As if a later version refused what an earlier one stored: written past the check.
+    with console_server.engine().begin() as conn:
+        save_custom_rules(conn, "legacy", "yaml", _BAD_RULE, actor="upgrade", now_us=now_us())
+    try:
+        page = alice.get("/rules")
+        errors = re.search(
+            r'<section class="card" id="rule-errors">(.*?)</section>', page.text, re.S
+        )
+        assert errors, page.text
+        assert 'data-source="legacy"' in errors.group(1)
+        assert "&#39;colour&#39; is not a rule key" in errors.group(1)
+        assert 'href="/rules/custom/legacy"' in errors.group(1)
+        assert 'data-rule-id="custom.usb_on_sunday"' not in page.text
+        # Opened, it can be corrected (or deleted) like any other.
+        assert alice.get("/rules/custom/legacy").status_code == 200
+    finally:
+        assert _post(alice, "/rules/custom/legacy/delete", {}).status_code == 303
+    assert 'id="rule-errors"' not in alice.get("/rules").text
+
+
+def test_a_list_change_that_would_break_a_rule_is_refused(
+    console_server: ServerProcess, alice: ConsoleClient
+) -> None:
+    assert (
+        _post(
+            alice, "/rules/lists/office_nets", {"mode": "form", "entries": "10.0.0.0/8"}
+        ).status_code
+        == 303
+    )
+    source = (
+        "- id: custom.office_peer\n"
+        "  title: Connection to an office network\n"
+        "  severity: info\n"
+        "  kinds: [network.connections]\n"
+        "  match:\n"
+        "    connections[*].remote_address: {cidr: {list: office_nets}}\n"
+    )
+    assert (
+        _post(alice, "/rules/custom/new", {"name": "office", "source": source}).status_code == 303
+    )
+    try:
+        refused = _post(
+            alice, "/rules/lists/office_nets", {"mode": "form", "entries": "10.0.0.0/8\nhq-lan\n"}
+        )
+        assert refused.status_code == 400
+        assert "Not saved: with this list" in refused.text
+        assert "office_nets" in refused.text and "hq-lan" in refused.text
+        assert _stored_lists(console_server)["office_nets"] == ("10.0.0.0/8",)
+    finally:
+        _post(alice, "/rules/custom/office/delete", {})

@@ -16,6 +16,7 @@ second) and audited.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Final
 from urllib.parse import quote
@@ -405,6 +406,21 @@ def _sigma_page(
     )
 
 
+def _sigma_error(exc: RuleError, text: str) -> SourceError:
+    # A file of several rules (SigmaHQ's own are one per file; collections are not):
+    # point at the second document rather than YAML's first line number.
+    if "expected a single document" in str(exc):
+        lines = [int(n) for n in re.findall(r"\bline (\d+)", str(exc))]
+        second = lines[-1] if lines else 0
+        message = gettext(
+            "The text holds more than one YAML document (separated by ---): import one "
+            "Sigma rule at a time. The second begins with the --- on line %(line)s."
+        ) % {"line": second}
+        located = source_error(RuleError(f"line {second}"), text)
+        return dataclasses.replace(located, message=message)
+    return source_error(exc, text)
+
+
 @page("rules")
 def sigma_page(ctx: PageContext) -> Response:
     return _sigma_page(ctx)
@@ -423,7 +439,7 @@ def sigma_import(ctx: PageContext) -> Response:
     try:
         imported = import_sigma(text, name or "sigma")
     except RuleError as exc:
-        return _sigma_page(ctx, status=400, text=text, name=name, error=source_error(exc, text))
+        return _sigma_page(ctx, status=400, text=text, name=name, error=_sigma_error(exc, text))
     if not name:
         name = imported.rule.id[:128]
     if not _SOURCE_NAME.match(name) or name == "new":
