@@ -183,6 +183,17 @@ def test_acknowledge_resolve_reopen_with_history_and_audit(console_server: Serve
         ]
 
 
+def test_the_audit_trail_names_alert_actions(console_server: ServerProcess) -> None:
+    pc = _raise(console_server, "sales")
+    with closing(as_user(console_server, "alice")) as alice:
+        assert alice.submit(
+            f"/alerts/{pc.copy_alert}/status", {"action": "resolve"}
+        ).status_code == (303)
+        trail = alice.get("/audit", params={"action": "alert.resolve", "target": "alert:"}).text
+    assert f"alert:{pc.copy_alert}" in trail and "Resolved an alert" in trail
+    assert '<option value="alert.resolve" selected>' in trail
+
+
 def test_assign_and_comment(console_server: ServerProcess) -> None:
     pc = _raise(console_server, "sales")
     url = f"/alerts/{pc.usb_alert}"
