@@ -13,6 +13,7 @@ import logging
 import uvicorn
 from websockets.asyncio.server import serve
 
+from sekimori.server.alerting.jobs import AlertJobs
 from sekimori.server.bootstrap import InitResult, initialize
 from sekimori.server.channel import AgentChannel
 from sekimori.server.console.app import console_uses_tls, create_console_app
@@ -45,6 +46,8 @@ class SekimoriServer:
         self.channel = AgentChannel(
             settings.server, self.engine, self.pki, self.writer, self.metrics
         )
+        # Notifications, state rules, retention purge (issue 5).
+        self.alert_jobs = AlertJobs(self.engine, settings)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set, then shut down cleanly."""
@@ -72,6 +75,8 @@ class SekimoriServer:
             )
         )
         tasks: list[asyncio.Task[None]] = []
+        jobs_stop = asyncio.Event()
+        jobs = [asyncio.create_task(job) for job in self.alert_jobs.tasks(jobs_stop)]
         try:
             async with serve(
                 self.channel.handle,
@@ -108,5 +113,12 @@ class SekimoriServer:
             if tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.gather(*tasks, return_exceptions=True)
+            # The jobs finish the send or purge chunk they are in (bounded by the
+            # transports' timeouts), then stop; past that they are cancelled.
+            jobs_stop.set()
+            _, late = await asyncio.wait(jobs, timeout=30)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
             await asyncio.to_thread(self.writer.stop)
             self.engine.dispose()

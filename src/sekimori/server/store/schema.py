@@ -20,6 +20,7 @@ __all__ = [
     "enrollment_tokens",
     "events",
     "groups",
+    "jobs",
     "metadata",
     "policies",
     "quarantine",
@@ -385,4 +386,18 @@ rule_state = sa.Table(
     sa.Column("device_id", sa.String(36), primary_key=True),
     sa.Column("state", sa.Text, nullable=False),
     sa.Column("updated_us", sa.BigInteger, nullable=False),
+)
+
+# Background jobs shared by the replicas (server/alerting/jobs.py): a lease says which
+# replica runs a job now (taken with a conditional UPDATE), ``last_run_us`` when it
+# last finished, and ``state`` what the job keeps between runs (the notifier's
+# rate-limit buckets and partly delivered alerts, as JSON).
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("owner", sa.String(128), nullable=False),
+    sa.Column("lease_until_us", sa.BigInteger, nullable=False),
+    sa.Column("last_run_us", sa.BigInteger, nullable=True),
+    sa.Column("state", sa.Text, nullable=False),
 )
