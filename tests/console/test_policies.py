@@ -144,6 +144,7 @@ def test_an_administrator_previews_then_saves_a_new_version(
     notice = alice.get(saved.headers["location"])
     assert 'id="saved"' in notice.text and "Version 1 saved." in notice.text
     assert "Current version: v1" in notice.text
+    assert 'id="saved"' not in alice.get(f"/policies/{group_id}?saved=2").text
     assert 'name="collector_web" checked' not in notice.text
     assert 'name="collector_files" checked' in notice.text
 

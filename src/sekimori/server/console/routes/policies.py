@@ -146,13 +146,16 @@ def editor(ctx: PageContext) -> Response:
         return _not_found(ctx)
     stored = current_policy(ctx.engine, group.group_id)
     policy = stored.policy if stored else Policy()
+    # The notice after a save: only for the version the page shows (a hand-made
+    # ?saved= cannot claim a save that did not happen).
     saved = ctx.query.get("saved", "")
+    shown = stored.version if stored else 0
     return _editor(
         ctx,
         group,
         form_from_policy(policy, timezone=_timezone(ctx)),
-        base_version=stored.version if stored else 0,
-        saved=int(saved) if saved.isdigit() else None,
+        base_version=shown,
+        saved=shown if saved == str(shown) and shown else None,
     )
 
 
