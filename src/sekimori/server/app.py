@@ -94,6 +94,7 @@ class SekimoriServer:
                 tasks = [
                     asyncio.create_task(self.channel.watch_revocations()),
                     asyncio.create_task(self.channel.flush_presence()),
+                    asyncio.create_task(self.channel.watch_policies()),
                     asyncio.create_task(ops.serve()),
                 ]
                 log.info(
@@ -108,7 +109,7 @@ class SekimoriServer:
                 log.info("shutting down")
                 ops.should_exit = True
         finally:
-            for task in tasks[:2]:
+            for task in tasks[:-1]:  # all but the console, which stops by itself
                 task.cancel()
             if tasks:
                 with contextlib.suppress(asyncio.CancelledError):

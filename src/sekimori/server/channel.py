@@ -8,6 +8,13 @@ disconnect the device within ``revocation_poll_seconds``.
 
 Every refusal sends an ``error`` message with a code and a reason, logs a line, and
 closes; nothing reaches the store unless the whole batch frame is valid.
+
+Collection policies: an agent that lists the ``policy`` capability in ``hello`` is
+sent its group's current policy right after ``welcome`` (the default, version 0, for
+a group that never had one saved); ``watch_policies`` polls the newest version of
+each group every second and sends a new one to the group's connected agents at once.
+An agent that was offline gets the current one when it reconnects. Its
+``policy_applied`` answer is recorded in ``device_policy`` (what the console shows).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from websockets.http11 import Request, Response
 from sekimori import __version__
 from sekimori.clock import now_us
 from sekimori.protocol import (
+    CAPABILITY_POLICY,
     Ack,
     Command,
     CommandResult,
@@ -39,6 +47,9 @@ from sekimori.protocol import (
     Heartbeat,
     Hello,
     InvalidMessage,
+    InvalidPolicy,
+    PolicyApplied,
+    PolicyUpdate,
     ProtocolError,
     Rejection,
     Welcome,
@@ -46,8 +57,10 @@ from sekimori.protocol import (
     decode_batch_events,
     decode_payload,
     encode_message,
+    encode_policy_document,
 )
 from sekimori.protocol.events import Payload
+from sekimori.protocol.policy import Policy
 from sekimori.server.enrollment import check_host_fields, enroll_device
 from sekimori.server.event_fields import event_fields
 from sekimori.server.ingest import IngestWriter, StoreUnavailable
@@ -55,6 +68,8 @@ from sekimori.server.metrics import Metrics
 from sekimori.server.pki import PKI, EnrollmentRefused, peer_device_certificate
 from sekimori.server.store import devices as registry
 from sekimori.server.store.events import EventRow, QuarantineRow, StoredBatch
+from sekimori.server.store.policies import current_policy, record_applied
+from sekimori.server.store.policy_push import device_groups, newest_policy_versions
 from sekimori.server.store.schema import devices as devices_table
 from sekimori.server.store.tokens import TokenRefused
 from sekimori.settings import ServerSettings
@@ -78,6 +93,11 @@ MAX_INT64 = 2**63 - 1
 MAX_UNACKED_BATCHES = 32
 # Revocation polls between full sweeps of the connected devices.
 _SWEEP_EVERY = 25
+# How often the newest policy version of each group is read.
+POLICY_POLL_SECONDS = 1.0
+# Policy polls between re-reading the groups of connected devices (a device moved to
+# another group gets that group's policy within this many polls).
+_POLICY_GROUP_SWEEP_EVERY = 10
 
 _json = msgspec.json.Encoder()
 
@@ -100,6 +120,12 @@ class _Session:
     acks: asyncio.Queue[tuple[asyncio.Future[StoredBatch], int, list[Rejection]] | None] = field(
         default_factory=asyncio.Queue
     )
+    # Policy push (only for agents with the "policy" capability).
+    wants_policy: bool = False
+    group: tuple[int, str] | None = None  # (id, name), read when first needed
+    policy_sent: int | None = None  # the version last sent on this connection
+    policies_offered: set[int] = field(default_factory=set)
+    policy_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class AgentChannel:
@@ -238,6 +264,9 @@ class AgentChannel:
                     )
                 )
             )
+            if CAPABILITY_POLICY in hello.capabilities:
+                session.wants_policy = True
+                await self._push_policy(session, {})
             async for frame in ws:
                 await self._dispatch(session, self._decode(frame))
         finally:
@@ -278,6 +307,8 @@ class AgentChannel:
             self._heartbeats[session.device_id] = (message.outbox_events, message.dropped_total)
             self._outbox_depths[session.device_id] = message.outbox_events
             self._metrics.agent_outbox_events.set(sum(self._outbox_depths.values()))
+        elif isinstance(message, PolicyApplied):
+            await self._policy_applied(session, message)
         elif isinstance(message, CommandResult):
             waiter = self._pending_commands.pop(message.command_id, None)
             if waiter is None or waiter.done():
@@ -431,6 +462,116 @@ class AgentChannel:
             return await asyncio.wait_for(waiter, timeout)
         finally:
             self._pending_commands.pop(command_id, None)
+
+    # ---- collection policies ------------------------------------------------------------
+
+    async def _push_policy(
+        self, session: _Session, cache: dict[int, tuple[int, bytes] | None]
+    ) -> None:
+        """Send the session's group policy unless it has that version already.
+        ``cache`` holds documents read during one poll (``{group_id: (version,
+        document)}``, None for one that cannot be sent). A store error is logged: the
+        next poll tries again."""
+        async with session.policy_lock:
+            try:
+                if session.group is None:
+                    found = await asyncio.to_thread(
+                        device_groups, self._engine, [session.device_id]
+                    )
+                    session.group = found.get(session.device_id)
+                    if session.group is None:
+                        return
+                group_id, name = session.group
+                if group_id not in cache:
+                    cache[group_id] = await asyncio.to_thread(self._policy_document, group_id)
+            except sa.exc.SQLAlchemyError as exc:
+                log.warning("device %s: policy not sent: %s", session.device_id, exc)
+                return
+            entry = cache[group_id]
+            if entry is None or entry[0] == session.policy_sent:
+                return
+            version, document = entry
+            session.policies_offered.add(version)
+            session.policy_sent = version
+            await session.ws.send(
+                encode_message(PolicyUpdate(group=name, version=version, document=document))
+            )
+
+    def _policy_document(self, group_id: int) -> tuple[int, bytes] | None:
+        try:
+            stored = current_policy(self._engine, group_id)
+        except msgspec.DecodeError as exc:  # a row written around validate_policy
+            log.error("the current policy of group %d is not valid: %s", group_id, exc)
+            return None
+        version, policy = (stored.version, stored.policy) if stored else (0, Policy())
+        try:
+            return version, encode_policy_document(policy)
+        except InvalidPolicy as exc:
+            log.error("policy version %d of group %d cannot be sent: %s", version, group_id, exc)
+            return None
+
+    async def _policy_applied(self, session: _Session, message: PolicyApplied) -> None:
+        if message.version not in session.policies_offered:
+            log.warning(
+                "device %s: policy_applied for version %d, which it was not sent",
+                session.device_id,
+                message.version,
+            )
+            return
+        if not message.ok:
+            log.warning(
+                "device %s refused policy version %d: %s",
+                session.device_id,
+                message.version,
+                message.error[:300],
+            )
+            return
+        try:
+            await asyncio.to_thread(
+                record_applied, self._engine, session.device_id, message.version, now_us=now_us()
+            )
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("device %s: policy version not recorded: %s", session.device_id, exc)
+
+    async def watch_policies(self) -> None:
+        """Send each group's new policy version to its connected agents at once.
+
+        Each poll reads only the newest version per group; documents are read for the
+        groups whose agents run an older one. Every few polls the connected devices'
+        groups are read again, so a device moved to another group gets its policy.
+        """
+        polls = 0
+        while True:
+            await asyncio.sleep(POLICY_POLL_SECONDS)
+            polls += 1
+            sessions = [s for s in self._sessions.values() if s.wants_policy]
+            if not sessions:
+                continue
+            try:
+                if polls % _POLICY_GROUP_SWEEP_EVERY == 0:
+                    ids = [s.device_id for s in sessions]
+                    current = await asyncio.to_thread(device_groups, self._engine, ids)
+                    for s in sessions:
+                        if s.device_id in current and current[s.device_id] != s.group:
+                            s.group = current[s.device_id]
+                            s.policy_sent = None  # the new group's policy, whatever version
+                newest = await asyncio.to_thread(newest_policy_versions, self._engine)
+            except sa.exc.SQLAlchemyError as exc:
+                log.warning("policy poll failed: %s", exc)
+                continue
+            stale = [
+                s for s in sessions if s.group is None or newest.get(s.group[0], 0) != s.policy_sent
+            ]
+            if not stale:
+                continue
+            cache: dict[int, tuple[int, bytes] | None] = {}
+            # Concurrently: one slow agent's full send buffer must not delay the rest.
+            results = await asyncio.gather(
+                *(self._push_policy(s, cache) for s in stale), return_exceptions=True
+            )
+            for s, result in zip(stale, results, strict=True):
+                if isinstance(result, Exception) and not isinstance(result, ConnectionClosed):
+                    log.warning("device %s: policy not sent: %s", s.device_id, result)
 
     # ---- background duties -------------------------------------------------------------
 
