@@ -1,11 +1,12 @@
 """The notification worker: sends each new alert to its targets, once, with retries.
 
-Every ``poll_seconds`` a replica tries to take the ``notify`` job lease
-(:mod:`sekimori.server.store.jobs`). Only the holder sends, so the rate limiter's
-buckets have one writer: they are loaded from the job's state and saved back after
-each alert, and so survive restarts and moves between replicas (a crash-looping
-server cannot reset its limits and flood a mailbox). The lease is renewed before each
-alert and expires on its own if the holder dies.
+Every ``poll_seconds`` a replica reads the due alerts; when there are some it takes the
+``notify`` job lease (:mod:`sekimori.server.store.jobs`; an idle server writes
+nothing). Only the holder sends, so the rate limiter's buckets have one writer: they
+are loaded from the job's state and saved back after each alert, and so survive
+restarts and moves between replicas (a crash-looping server cannot reset its limits
+and flood a mailbox). The lease is renewed before each alert and expires on its own
+if the holder dies.
 
 For each due alert (``store.alert_outbox.due_alerts``) the worker:
 
@@ -146,25 +147,24 @@ class Notifier:
     def run_once(self) -> int:
         """One pass: take the lease, handle up to ``BATCH`` due alerts. Returns how many
         this worker claimed and handled (0 when another replica holds the lease)."""
-        if not self._renew():
-            return 0
+        # Read first: an idle server writes nothing (the lease is taken only for work).
         due = due_alerts(self.engine, now_us=self.clock(), limit=BATCH)
         handled = 0
-        for index, alert in enumerate(due):
-            if index and not self._renew():
-                break  # another replica took over: it carries on from the store
+        for alert in due:
+            if not self._renew():
+                break  # another replica holds the lease: it sends these
             handled += self._handle(alert)
         return handled
 
     def _renew(self) -> bool:
-        had = self._lease is not None
-        lease = acquire_lease(
-            self.engine, JOB_NAME, self.owner, now_us=self.clock(), lease_us=self.lease_us
-        )
+        now = self.clock()
+        # Our lease still running: nobody else can have written the state since.
+        kept = self._lease is not None and self._lease.until_us > now
+        lease = acquire_lease(self.engine, JOB_NAME, self.owner, now_us=now, lease_us=self.lease_us)
         if lease is None:
             self._lease = None
             return False
-        if not had:
+        if not kept:
             # Newly taken: the buckets and partial deliveries are the last holder's.
             self._state = self._decode(lease.state)
             try:
