@@ -7,6 +7,7 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import socket
 import threading
 from email.message import EmailMessage
 
@@ -14,8 +15,9 @@ import pytest
 import sqlalchemy as sa
 
 from sekimori.clock import now_us
-from sekimori.server.alerting.notifier import Notifier
+from sekimori.server.alerting.notifier import Notifier, console_base_url
 from sekimori.server.store.alert_outbox import NOTIFY_AUTHOR, claim_alert, due_alerts
+from sekimori.settings import NotifySettings, ServerSettings
 from tests.server.alerting.conftest import (
     SECOND,
     Clock,
@@ -264,3 +266,12 @@ def test_the_rate_limit_holds_across_a_restart(
     plain = mail.get_body(("plain",))
     assert isinstance(plain, EmailMessage)
     assert "1 more notifications for this rule were held back" in plain.get_content()
+
+
+def test_the_console_link_base() -> None:
+    assert console_base_url(ServerSettings()) == "http://127.0.0.1:8080"
+    everywhere = ServerSettings(console_host="0.0.0.0", console_port=8443)  # noqa: S104
+    assert console_base_url(everywhere) == f"https://{socket.getfqdn()}:8443"
+    assert console_base_url(ServerSettings(console_host="::1")) == "http://[::1]:8080"
+    given = ServerSettings(notify=NotifySettings(console_url="https://sekimori.example/"))
+    assert console_base_url(given) == "https://sekimori.example"

@@ -82,9 +82,15 @@ def console_base_url(server: ServerSettings) -> str:
     console's host and port (the machine's name when it listens on every address)."""
     if server.notify.console_url:
         return server.notify.console_url.rstrip("/")
-    from sekimori.server.console.app import console_uses_tls  # noqa: PLC0415 - heavy import
+    from sekimori.server.console.app import (  # noqa: PLC0415 - heavy import
+        ConsoleTLSRefused,
+        console_uses_tls,
+    )
 
-    scheme = "https" if console_uses_tls(server) else "http"
+    try:
+        scheme = "https" if console_uses_tls(server) else "http"
+    except ConsoleTLSRefused:
+        scheme = "https"  # the console refuses to start itself; it says why
     host = server.console_host
     if host in ("0.0.0.0", "::", ""):  # noqa: S104 - comparing, not binding
         host = socket.getfqdn()
