@@ -31,6 +31,7 @@ SUBCOMMANDS = [
     ("audit", "list"),
     ("agent", "run"),
     ("agent", "enroll"),
+    ("agent", "notice"),
     ("demo",),
     ("bench", "ingest"),
     ("bench", "agent"),
