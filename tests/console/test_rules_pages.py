@@ -442,6 +442,12 @@ def test_a_valid_custom_rule_is_saved_listed_edited_and_deleted(
         {"source": _GOOD_RULE.replace("custom.gambling", "builtin.software_installed")},
     )
     assert clash.status_code == 400 and "already used by built-in" in clash.text
+    state_clash = _post(
+        alice,
+        "/rules/custom/web-extra",
+        {"source": _GOOD_RULE.replace("custom.gambling", "builtin.agent_offline")},
+    )
+    assert state_clash.status_code == 400 and "already used by built-in" in state_clash.text
     # Deleted: gone from the list, audited.
     gone = _post(alice, "/rules/custom/web-extra/delete", {})
     assert gone.status_code == 303

@@ -6,12 +6,12 @@ with the lines around it, which rules use a list, and what a list change would b
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import re
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 from sekimori.server.alerting.ruleset import BuiltRules, build_rules, compile_rules
+from sekimori.server.alerting.state_rules import STATE_RULES
 from sekimori.server.console.i18n import N_, gettext
 from sekimori.server.rules import RuleError, RuleSyntaxError
 from sekimori.server.store.rule_config import RuleConfig
@@ -29,7 +29,6 @@ __all__ = [
     "rule_title",
     "severity_label",
     "source_error",
-    "state_rules",
 ]
 
 # The built-in pack's titles, for the catalog (the pack's YAML is English). A test
@@ -63,9 +62,6 @@ LIST_HINTS: Final[dict[str, str]] = {
     "banned_software": N_("Package names, as in a PC's software list."),
     "blocked_addresses": N_("IP addresses and networks (203.0.113.7, 198.51.100.0/24)."),
 }
-# The device-state rules (agent offline, agent outdated) live in their own module,
-# which a build may not have yet; they are switched in the same table as the others.
-_STATE_RULES_MODULE: Final = "sekimori.server.alerting.state_rules"
 _LINE_IN_MESSAGE: Final = re.compile(r"\bline (\d+)")
 
 
@@ -101,18 +97,6 @@ class SourceError:
     excerpt: tuple[SourceLine, ...]
 
 
-def state_rules() -> tuple[Any, ...]:
-    """The device-state rules (``STATE_RULES``: objects with id, title, description,
-    severity), or none when this build does not have them."""
-    try:
-        module = importlib.import_module(_STATE_RULES_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name != _STATE_RULES_MODULE:
-            raise
-        return ()
-    return tuple(getattr(module, "STATE_RULES", ()))
-
-
 def severity_label(severity: str) -> str:
     if severity not in SEVERITY_LABELS:
         return severity
@@ -143,18 +127,20 @@ def rule_rows(built: BuiltRules, config: RuleConfig) -> list[RuleRow]:
                 enabled=rule.enabled,
             )
         )
-    for state in state_rules():
-        rule_id = str(state.id)
+    # The device-state rules (agent offline, agent outdated): switched in the same
+    # table as the others.
+    for state in STATE_RULES:
+        rule_id = state.id
         rows.append(
             RuleRow(
                 id=rule_id,
-                title=rule_title(rule_id, str(state.title)),
-                description=str(getattr(state, "description", "")),
-                severity=str(getattr(state, "severity", "medium")),
+                title=rule_title(rule_id, state.title),
+                description=state.description,
+                severity=state.severity,
                 kinds=(),
                 origin="state",
                 source=None,
-                enabled=config.enabled.get(rule_id, bool(getattr(state, "enabled", True))),
+                enabled=config.enabled.get(rule_id, state.enabled),
             )
         )
     return rows

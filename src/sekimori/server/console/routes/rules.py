@@ -1,7 +1,7 @@
 """Console: alert rules (administrators only, permission ``rules``).
 
 - ``/rules``: every rule in force — the built-in pack, custom YAML sources, imported
-  Sigma rules, and the device-state rules when this build has them — each switchable
+  Sigma rules, and the device-state rules (agent offline, outdated) — each switchable
   on and off; and the stored sources that no longer load, with the reason.
 - ``/rules/lists``: the named lists rules refer to, edited in a textarea or replaced by
   an uploaded text file, checked line by line (``rule_list_form``).
@@ -27,10 +27,8 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from sekimori.clock import now_us
-from sekimori.server.alerting.ruleset import (
-    build_rules,
-    check_custom_source,
-)
+from sekimori.server.alerting.ruleset import build_rules, check_custom_source
+from sekimori.server.alerting.state_rules import STATE_RULES
 from sekimori.server.console.i18n import gettext
 from sekimori.server.console.rule_list_form import (
     ListEntryError,
@@ -71,6 +69,7 @@ __all__ = ["routes"]
 
 # A custom source's name: stored in rules_custom.name; "new" is the creation page.
 _SOURCE_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+_STATE_RULE_IDS: Final = frozenset(rule.id for rule in STATE_RULES)
 MAX_LIST_UPLOAD_BYTES: Final = 4 * 1024 * 1024
 _EXAMPLE_RULE: Final = """\
 - id: custom.gambling_sites
@@ -321,6 +320,12 @@ def _save_source(
             return _not_found(ctx)
         try:
             rules = check_custom_source(format, text, name, config)
+            for rule in rules:
+                # The state rules are not in the rule set, but share its switches.
+                if rule.id in _STATE_RULE_IDS:
+                    raise RuleError(
+                        f"{name} line {rule.line}: rule id {rule.id!r} is already used by built-in"
+                    )
         except RuleError as exc:
             return _custom_editor(
                 ctx,
