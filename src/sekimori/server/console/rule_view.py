@@ -19,7 +19,6 @@ from sekimori.server.store.rule_config import RuleConfig
 __all__ = [
     "BUILTIN_TITLES",
     "LIST_HINTS",
-    "SEVERITY_LABELS",
     "RuleRow",
     "SourceError",
     "SourceLine",
@@ -27,7 +26,6 @@ __all__ = [
     "list_users",
     "rule_rows",
     "rule_title",
-    "severity_label",
     "source_error",
 ]
 
@@ -46,15 +44,6 @@ BUILTIN_TITLES: Final[dict[str, str]] = {
     # The device-state rules (alerting/state_rules.py).
     "builtin.agent_offline": N_("Agent offline"),
     "builtin.agent_outdated": N_("Agent older than the minimum version"),
-}
-# "severity|" is a context, as on the alerts pages ("Medium" alone is removable media);
-# English shows the part after the bar.
-SEVERITY_LABELS: Final[dict[str, str]] = {
-    "info": N_("severity|Info"),
-    "low": N_("severity|Low"),
-    "medium": N_("severity|Medium"),
-    "high": N_("severity|High"),
-    "critical": N_("severity|Critical"),
 }
 # What each built-in list holds, for the lists page.
 LIST_HINTS: Final[dict[str, str]] = {
@@ -95,12 +84,6 @@ class SourceError:
     message: str
     line: int
     excerpt: tuple[SourceLine, ...]
-
-
-def severity_label(severity: str) -> str:
-    if severity not in SEVERITY_LABELS:
-        return severity
-    return gettext(SEVERITY_LABELS[severity]).rsplit("|", 1)[-1]
 
 
 def rule_title(rule_id: str, title: str) -> str:

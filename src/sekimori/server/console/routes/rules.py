@@ -30,6 +30,7 @@ from sekimori.clock import now_us
 from sekimori.server.alerting.ruleset import build_rules, check_custom_source
 from sekimori.server.alerting.state_rules import STATE_RULES
 from sekimori.server.console.i18n import gettext
+from sekimori.server.console.routes.alerts import severity_label
 from sekimori.server.console.rule_list_form import (
     ListEntryError,
     check_list_name,
@@ -42,7 +43,6 @@ from sekimori.server.console.rule_view import (
     list_change_problems,
     list_users,
     rule_rows,
-    severity_label,
     source_error,
 )
 from sekimori.server.console.web import PageContext, page
