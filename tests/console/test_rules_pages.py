@@ -341,9 +341,17 @@ def test_a_bad_domain_or_file_is_refused_with_its_line(
         alice,
         "/rules/lists/blocked_domains",
         {"mode": "file"},
-        files={"file": ("huge.txt", b"a.example\n" * (500 * 1024), "text/plain")},
+        files={"file": ("big.txt", b"a.example\n" * 419_431, "text/plain")},  # 4 MiB + 6 B
     )
     assert too_big.status_code == 400 and "larger than 4 MiB" in too_big.text
+    # Far larger: refused from its declared length, before the body is read.
+    huge = _post(
+        alice,
+        "/rules/lists/blocked_domains",
+        {"mode": "file"},
+        files={"file": ("huge.txt", b"a.example\n" * (1024 * 1024), "text/plain")},
+    )
+    assert huge.status_code == 413
     no_file = _post(alice, "/rules/lists/blocked_domains", {"mode": "file"})
     assert no_file.status_code == 400 and "Choose a file" in no_file.text
     assert _stored_lists(console_server).get("blocked_domains") == before

@@ -199,11 +199,22 @@ def _login_redirect(request: Request) -> Response:
     return RedirectResponse(location, status_code=303)
 
 
+def _length_within(request: Request, limit: int) -> bool:
+    declared = request.headers.get("content-length", "")
+    return declared.isdigit() and int(declared) <= limit
+
+
 def page(
-    permission: Permission, *, max_files: int = 0, max_part_size: int = 1024 * 1024
+    permission: Permission,
+    *,
+    max_files: int = 0,
+    max_part_size: int = 1024 * 1024,
+    max_body: int = 0,
 ) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
-    """``max_files``: file parts a POST may carry (none unless a page takes uploads; the
-    handler bounds their size). ``max_part_size``: the largest plain form field."""
+    """``max_files``: file parts a POST may carry (none unless a page takes uploads).
+    ``max_part_size``: the largest plain form field. ``max_body``: when set, a POST
+    must declare its length and stay within it (413 otherwise) — checked before the
+    form is read, since file parts are spooled to disk whatever their size."""
 
     def decorate(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
@@ -222,6 +233,8 @@ def page(
             if request.method == "POST":
                 if _cross_site(request):
                     return Response("cross-site request refused", status_code=403)
+                if max_body and not _length_within(request, max_body):
+                    return Response("request body too large", status_code=413)
                 form = await request.form(
                     max_files=max_files, max_fields=MAX_FORM_FIELDS, max_part_size=max_part_size
                 )

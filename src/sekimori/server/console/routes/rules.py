@@ -71,6 +71,8 @@ __all__ = ["routes"]
 _SOURCE_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 _STATE_RULE_IDS: Final = frozenset(rule.id for rule in STATE_RULES)
 MAX_LIST_UPLOAD_BYTES: Final = 4 * 1024 * 1024
+# Room for the other fields and the multipart framing around a text or file at its limit.
+_FORM_OVERHEAD: Final = 64 * 1024
 _EXAMPLE_RULE: Final = """\
 - id: custom.gambling_sites
   title: Visit to a gambling site
@@ -221,7 +223,12 @@ def list_page(ctx: PageContext) -> Response:
     return _not_found(ctx) if name is None else _list_editor(ctx, name)
 
 
-@page("rules", max_files=1, max_part_size=MAX_LIST_UPLOAD_BYTES)
+@page(
+    "rules",
+    max_files=1,
+    max_part_size=MAX_LIST_UPLOAD_BYTES,
+    max_body=MAX_LIST_UPLOAD_BYTES + _FORM_OVERHEAD,
+)
 def save_list(ctx: PageContext) -> Response:
     name = _list_name(ctx)
     if name is None:
@@ -431,7 +438,7 @@ def sigma_page(ctx: PageContext) -> Response:
     return _sigma_page(ctx)
 
 
-@page("rules", max_files=1)
+@page("rules", max_files=1, max_body=MAX_RULE_FILE_BYTES + _FORM_OVERHEAD)
 def sigma_import(ctx: PageContext) -> Response:
     text = ctx.field("source")
     name = ctx.field("name").strip()
