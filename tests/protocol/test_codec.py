@@ -726,3 +726,37 @@ def test_arbitrary_payloads_raise_only_invalid_message(kind: str, value: Any) ->
     except InvalidMessage:
         return
     assert type(decoded) is EVENT_KINDS[kind]
+
+
+def _msgpack_str(raw: bytes) -> bytes:
+    """A msgpack str (str 8) holding ``raw`` as is: msgpack does not check UTF-8."""
+    return b"\xd9" + bytes([len(raw)]) + raw
+
+
+@settings(max_examples=200)
+@given(st.binary(min_size=1, max_size=40).filter(lambda b: not _is_utf8(b)))
+def test_strings_that_are_not_utf8_are_protocol_errors(raw: bytes) -> None:
+    # msgspec raises UnicodeDecodeError, not DecodeError, for these: a frame, a batch
+    # body or a payload carrying one must still be refused as a protocol error (an
+    # event is quarantined, not left to break the connection on every resend).
+    hello = (
+        b"\x85\xa1v\x01\xa1t\xa5hello\xadagent_version"
+        + _msgpack_str(raw)
+        + b"\xa8hostname\xa1h\xa2os\xa1o"
+    )
+    with pytest.raises(ProtocolError):
+        decode_agent_message(hello, LIMIT)
+    body = b"\x91\x95\x01\x01" + _msgpack_str(raw) + b"\xc0\x80"
+    with pytest.raises(ProtocolError):
+        _decode_batch(EventBatch(first_seq=1, last_seq=1, count=1, compression="none", body=body))
+    payload = b"\x82\xa5level\xa4info\xa7message" + _msgpack_str(raw)
+    with pytest.raises(InvalidMessage):
+        decode_payload("agent.log", msgspec.Raw(payload))
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True

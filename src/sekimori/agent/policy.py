@@ -171,7 +171,7 @@ def load_kept_policy(state_dir: Path) -> tuple[KeptPolicy, Policy] | None:
     try:
         kept = _kept_decoder.decode(raw)
         return kept, decode_policy_document(kept.document.encode("utf-8"))
-    except (msgspec.DecodeError, InvalidPolicy) as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, InvalidPolicy) as exc:
         log.warning("ignoring the kept policy %s: it is corrupt: %s", path, exc)
         return None
 

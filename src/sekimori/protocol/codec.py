@@ -27,6 +27,9 @@ __all__ = [
     "encode_message",
 ]
 
+# msgspec raises UnicodeDecodeError (not DecodeError) for a string that is not UTF-8.
+_DECODE_ERRORS = (msgspec.DecodeError, UnicodeDecodeError)
+
 SUPPORTED_VERSIONS: Final = frozenset({PROTOCOL_VERSION})
 # Sequence numbers are stored as signed 64-bit integers.
 _MAX_SEQ: Final = 2**63 - 1
@@ -57,7 +60,7 @@ def _decode(data: bytes, decoder: msgspec.msgpack.Decoder[M], max_bytes: int) ->
         raise FrameTooLarge(f"frame of {len(data)} bytes exceeds the limit of {max_bytes}")
     try:
         header = _header_decoder.decode(data)
-    except msgspec.DecodeError as exc:
+    except _DECODE_ERRORS as exc:
         raise InvalidMessage(f"malformed frame: {exc}") from None
     if header.v not in SUPPORTED_VERSIONS:
         spoken = ", ".join(str(v) for v in sorted(SUPPORTED_VERSIONS))
@@ -66,7 +69,7 @@ def _decode(data: bytes, decoder: msgspec.msgpack.Decoder[M], max_bytes: int) ->
         )
     try:
         return decoder.decode(data)
-    except msgspec.DecodeError as exc:
+    except _DECODE_ERRORS as exc:
         raise InvalidMessage(f"invalid {header.t!r} message: {exc}") from None
 
 
@@ -129,7 +132,7 @@ def decode_batch_events(
         raw = batch.body
     try:
         events = _events_decoder.decode(raw)
-    except msgspec.DecodeError as exc:
+    except _DECODE_ERRORS as exc:
         raise InvalidMessage(f"invalid batch body: {exc}") from None
     if len(events) != batch.count:
         raise InvalidMessage(f"batch declares {batch.count} events but holds {len(events)}")
@@ -159,5 +162,5 @@ def decode_payload(kind: str, payload: msgspec.Raw) -> Payload:
         raise InvalidMessage(f"unknown event kind {kind!r}")
     try:
         return decoder.decode(payload)
-    except msgspec.DecodeError as exc:
+    except _DECODE_ERRORS as exc:
         raise InvalidMessage(f"invalid {kind!r} payload: {exc}") from None

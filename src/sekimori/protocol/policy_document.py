@@ -56,7 +56,7 @@ def decode_policy_document(document: bytes) -> Policy:
         match = _AT.match(str(exc))
         message, path = (match["message"], match["path"] or "") if match else (str(exc), "")
         raise InvalidPolicy(path.lstrip("."), message[:1].lower() + message[1:]) from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise InvalidPolicy("", f"not a JSON policy document: {exc}") from None
     _check(policy)
     return policy

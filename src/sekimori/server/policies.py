@@ -55,7 +55,7 @@ def policy_from_json(text: str | bytes) -> Policy:
     """``validate_policy`` of a JSON text; a syntax error is a PolicyError too."""
     try:
         data = msgspec.json.decode(text)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise PolicyError("", f"not valid JSON: {exc}") from None
     return validate_policy(data)
 
