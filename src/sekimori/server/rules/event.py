@@ -9,7 +9,9 @@ from sekimori.protocol.events import Payload
 __all__ = ["EvalEvent"]
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ costs twice as much, and ingest builds one
+# per evaluated event. Treat it as immutable.
+@dataclass(slots=True)
 class EvalEvent:
     """One stored event. ``payload`` is the validated payload struct of its kind (the
     one ingest decoded from the agent's batch, or decoded from the stored JSON with

@@ -147,7 +147,9 @@ class _PathIndex(Generic[T]):
             self.compare_entries.append(entry)
 
     def finish(self) -> None:
-        if self.domains or self.ranges:
+        # Hosts, addresses and executables repeat across a fleet: remember what each
+        # one hits (a URL rarely repeats, and then costs one dict lookup more).
+        if self.domains or self.ranges or self.patterns:
             self.memo = {}
         if self.patterns:
             try:
@@ -163,7 +165,16 @@ class _PathIndex(Generic[T]):
             for v in value:
                 found.extend(self._hits(v))
         elif value is not MISSING:
-            found.extend(self._hits(value))
+            # _hits inlined for the common single value: this runs for every event.
+            memo = self.memo
+            if memo is not None and type(value) is str:
+                hits = memo.get(value)
+                if hits is None:
+                    hits = self._hits(value)
+                if hits:
+                    found.extend(hits)
+            else:
+                found.extend(self._compute(value))
 
     def _hits(self, value: Any) -> Sequence[T]:
         if type(value) is str and self.memo is not None:

@@ -15,6 +15,7 @@ not notify again.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -78,59 +79,100 @@ def record_alert_matches(
         if match.seq is not None and len(group.seqs) < ALERT_EVENTS_KEPT:
             group.seqs.append(match.seq)
     result = RecordedAlerts()
+    active = _active_many(conn, groups)
+    grow: list[dict[str, int]] = []
+    links: list[dict[str, object]] = []
     # Sorted: writers on PostgreSQL take row locks in one order.
     for ident in sorted(groups):
         group = groups[ident]
-        alert_id, kept, created = _open_or_grow(conn, ident, group, now_us)
+        found = active.get(ident)
+        if found is not None:
+            alert_id, count = found
+            grow.append(
+                {
+                    "b_id": alert_id,
+                    "b_count": group.count,
+                    "b_first": group.first_us,
+                    "b_last": group.last_us,
+                    "b_now": now_us,
+                }
+            )
+            kept, created = min(count, ALERT_EVENTS_KEPT), False
+        else:
+            alert_id, kept, created = _open_or_grow(conn, ident, group, now_us)
         (result.created if created else result.grown).append(alert_id)
         room = ALERT_EVENTS_KEPT - kept
-        if room > 0 and group.seqs:
-            _link_events(conn, alert_id, group.first.device_id, group.seqs[:room])
+        links.extend(
+            {"alert_id": alert_id, "device_id": ident[1], "seq": seq}
+            for seq in group.seqs[: max(room, 0)]
+        )
+    if grow:
+        conn.execute(_GROW, grow)
+    if links:
+        insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        conn.execute(insert(alert_events).on_conflict_do_nothing(), links)
     return result
 
 
-def _active(conn: sa.Connection, ident: tuple[str, str, str]) -> tuple[int, int] | None:
-    rule_id, device_id, key = ident
-    query = sa.select(alerts.c.id, alerts.c.count).where(
-        alerts.c.rule_id == rule_id,
-        alerts.c.device_id == device_id,
-        alerts.c.key == key,
-        alerts.c.status != "resolved",
+# Growing an unresolved alert: one executemany for all of a transaction's alerts.
+_GROW = (
+    sa.update(alerts)
+    .where(alerts.c.id == sa.bindparam("b_id"))
+    .values(
+        count=alerts.c.count + sa.bindparam("b_count"),
+        first_us=sa.case(
+            (alerts.c.first_us > sa.bindparam("b_first"), sa.bindparam("b_first")),
+            else_=alerts.c.first_us,
+        ),
+        last_us=sa.case(
+            (alerts.c.last_us < sa.bindparam("b_last"), sa.bindparam("b_last")),
+            else_=alerts.c.last_us,
+        ),
+        updated_us=sa.bindparam("b_now"),
     )
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    row = conn.execute(query).first()
-    return None if row is None else (int(row[0]), int(row[1]))
+)
+
+
+def _active_many(
+    conn: sa.Connection, groups: dict[tuple[str, str, str], _Group]
+) -> dict[tuple[str, str, str], tuple[int, int]]:
+    """The unresolved alerts among ``groups``' (rule, device, key): one query (by
+    device, then filtered here) instead of one per alert."""
+    device_ids = sorted({ident[1] for ident in groups})
+    found: dict[tuple[str, str, str], tuple[int, int]] = {}
+    for start in range(0, len(device_ids), 500):
+        query = (
+            sa.select(
+                alerts.c.id, alerts.c.rule_id, alerts.c.device_id, alerts.c.key, alerts.c.count
+            )
+            .where(
+                alerts.c.device_id.in_(device_ids[start : start + 500]),
+                alerts.c.status != sa.literal_column("'resolved'"),
+            )
+            .order_by(alerts.c.id)
+        )
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        for row in conn.execute(query):
+            ident = (str(row[1]), str(row[2]), str(row[3]))
+            if ident in groups:
+                found[ident] = (int(row[0]), int(row[4]))
+    return found
 
 
 def _open_or_grow(
     conn: sa.Connection, ident: tuple[str, str, str], group: _Group, now_us: int
 ) -> tuple[int, int, bool]:
-    """(alert id, events linked before, created?)"""
+    """Open the alert of ``ident`` (none was unresolved when looked up); if another
+    writer opened it meanwhile, grow that one. Returns (id, events linked before,
+    created?)."""
+    first = group.first
     for _ in range(_INSERT_ATTEMPTS):
-        found = _active(conn, ident)
-        if found is not None:
-            alert_id, count = found
-            conn.execute(
-                sa.update(alerts)
-                .where(alerts.c.id == alert_id)
-                .values(
-                    count=alerts.c.count + group.count,
-                    first_us=sa.case(
-                        (alerts.c.first_us > group.first_us, group.first_us),
-                        else_=alerts.c.first_us,
-                    ),
-                    last_us=sa.case(
-                        (alerts.c.last_us < group.last_us, group.last_us),
-                        else_=alerts.c.last_us,
-                    ),
-                    updated_us=now_us,
-                )
-            )
-            return alert_id, min(count, ALERT_EVENTS_KEPT), False
-        first = group.first
+        # SQLite has one writer at a time: no other can open it meanwhile, and a
+        # savepoint per new alert would cost more than the insert.
+        nested = conn.begin_nested() if conn.dialect.name != "sqlite" else contextlib.nullcontext()
         try:
-            with conn.begin_nested():
+            with nested:
                 alert_id = conn.execute(
                     sa.insert(alerts)
                     .values(
@@ -151,13 +193,21 @@ def _open_or_grow(
                     )
                     .returning(alerts.c.id)
                 ).scalar_one()
+            return int(alert_id), 0, True
         except sa.exc.IntegrityError:
-            continue  # another writer opened it meanwhile: grow that one
-        return int(alert_id), 0, True
+            pass  # another writer opened it meanwhile: grow that one
+        found = _active_many(conn, {ident: group}).get(ident)
+        if found is not None:
+            alert_id, count = found
+            conn.execute(
+                _GROW,
+                {
+                    "b_id": alert_id,
+                    "b_count": group.count,
+                    "b_first": group.first_us,
+                    "b_last": group.last_us,
+                    "b_now": now_us,
+                },
+            )
+            return alert_id, min(count, ALERT_EVENTS_KEPT), False
     raise RuntimeError(f"could not open or grow the alert for {ident!r}")
-
-
-def _link_events(conn: sa.Connection, alert_id: int, device_id: str, seqs: list[int]) -> None:
-    rows = [{"alert_id": alert_id, "device_id": device_id, "seq": s} for s in seqs]
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    conn.execute(insert(alert_events).on_conflict_do_nothing(), rows)
