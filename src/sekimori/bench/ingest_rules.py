@@ -20,7 +20,9 @@ one after the other, on the same machine and the same events:
    until every outbox is empty (every event committed with its alerts), and the
    store's events counted: exactly what was sent.
 
-The ratio rules / no rules is the figure; absolute rates drift with the machine.
+Each half runs twice, alternated (no rules, rules, no rules, rules), and the best run
+of each counts. The ratio rules / no rules is the figure; absolute rates drift with
+the machine.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ __all__ = ["GOAL_RATIO", "run_rules_bench"]
 
 GOAL_RATIO = 0.70
 EXTRA_RULES = 100
+ROUNDS = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,16 +139,24 @@ def run_rules_bench(agents: int, total: int) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="sekimori-bench-rules-") as tmp:
             started = time.monotonic()
-            none = _half(Path(tmp) / "none", agents, total, with_rules=False)
-            full = _half(Path(tmp) / "rules", agents, total, with_rules=True)
+            nones: list[_Half] = []
+            fulls: list[_Half] = []
+            # Alternated, best of each: a burst of load from elsewhere on a noisy
+            # machine then spoils one round, not the figure.
+            for round_ in range(ROUNDS):
+                nones.append(_half(Path(tmp) / f"none{round_}", agents, total, False))
+                fulls.append(_half(Path(tmp) / f"rules{round_}", agents, total, True))
+            none = max(nones, key=lambda h: h.rate)
+            full = max(fulls, key=lambda h: h.rate)
     except BenchmarkFailed as exc:
         print(f"sekimori bench ingest --rules: FAILED: {exc}")
         return 1
     ratio = full.rate / none.rate
     met = "met" if ratio >= GOAL_RATIO else "NOT met"
     print(
-        f"\nsekimori bench ingest --rules: {agents} agents, {total:,} mixed events per half "
-        f"(SQLite), {time.monotonic() - started:.0f} s in all\n"
+        f"\nsekimori bench ingest --rules: {agents} agents, {total:,} mixed events per run "
+        f"(SQLite), best of {ROUNDS} alternated runs each, "
+        f"{time.monotonic() - started:.0f} s in all\n"
         f"  no rules:                 {none.rate:>10,.0f} events/s ({none.seconds:.2f} s, "
         f"server CPU {none.server_cpu_seconds:.2f} s), alerts {none.alerts}\n"
         f"  built-in pack + {EXTRA_RULES} rules: {full.rate:>10,.0f} events/s "
@@ -154,7 +165,7 @@ def run_rules_bench(agents: int, total: int) -> int:
         f"  ratio rules / no rules: {ratio:.2f} (goal >= {GOAL_RATIO:.2f}: {met})",
         flush=True,
     )
-    if none.alerts != 0 or full.alerts == 0:
+    if any(h.alerts for h in nones) or not all(h.alerts for h in fulls):
         print("  FAILED: the no-rules half raised alerts, or the rules half raised none")
         return 1
     return 0
