@@ -168,7 +168,7 @@ class _PathIndex(Generic[T]):
             # _hits inlined for the common single value: this runs for every event.
             memo = self.memo
             if memo is not None and type(value) is str:
-                hits = memo.get(value)
+                hits: Sequence[T] | None = memo.get(value)
                 if hits is None:
                     hits = self._hits(value)
                 if hits:

@@ -47,6 +47,7 @@ from sekimori.server.rules.conditions import (
 from sekimori.server.rules.errors import RuleSyntaxError
 from sekimori.server.rules.model import SEVERITIES, Rule, Schedule, Severity, Threshold
 from sekimori.server.rules.paths import FieldPath, LeafType, resolve_path
+from sekimori.server.rules.regex_safety import nested_repetition
 
 __all__ = [
     "MAX_REGEX_LENGTH",
@@ -401,9 +402,16 @@ class _Parser:
         if len(pattern) > MAX_REGEX_LENGTH:
             self.fail(node, f"regex longer than {MAX_REGEX_LENGTH} characters")
         try:
-            return re.compile(pattern)
+            compiled = re.compile(pattern)
         except re.error as exc:
             self.fail(node, f"regex {pattern!r} does not compile: {exc}")
+        if nested_repetition(pattern):
+            self.fail(
+                node,
+                f"regex {pattern!r} repeats a repetition (like (a+)+): it can take "
+                "exponential time on some texts; write it without the nesting",
+            )
+        return compiled
 
     def list_ref(self, node: MappingNode) -> ListRef:
         items = self.mapping(node, "a list reference")

@@ -71,6 +71,7 @@ from sekimori.server.rules.errors import SigmaImportError
 from sekimori.server.rules.event import EvalEvent
 from sekimori.server.rules.language import MAX_REGEX_LENGTH, MAX_RULE_FILE_BYTES
 from sekimori.server.rules.model import Rule, Severity
+from sekimori.server.rules.regex_safety import nested_repetition
 
 __all__ = ["SIGMA_FIELDS", "SigmaImport", "SigmaMatch", "import_sigma", "import_sigma_rules"]
 
@@ -286,6 +287,11 @@ class _Compiler:
             search = re.compile(pattern, flags).search
         except re.error as exc:
             raise SigmaImportError(f"{self.source}: regex {pattern!r}: {exc}") from None
+        if nested_repetition(pattern, flags):
+            raise SigmaImportError(
+                f"{self.source}: regex {pattern!r} repeats a repetition (like (a+)+): it "
+                "can take exponential time on some texts, so it is not imported"
+            )
         return lambda v: isinstance(v, str) and search(v) is not None
 
 
