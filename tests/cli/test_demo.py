@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -9,10 +10,12 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import psutil
 
+from sekimori.protocol.policy import COLLECTOR_NAMES, RETENTION_DOMAINS
 from tests.console.conftest import ConsoleClient
 from tests.processes import free_port, wait_for
 
@@ -78,6 +81,91 @@ def _newcomer_finds_this_machine(output: str, device: dict[str, object]) -> None
             return 'data-kind="agent.started"' in page.text and 'data-kind="inventory.' in page.text
 
         wait_for(recorded, 30, "the agent's first events on the device page", 0.5)
+        _copy_to_the_demo_medium_raises_one_alert(browser, output)
+        _a_policy_saved_in_the_console_reaches_the_agent(browser, output)
+
+
+def _demo_medium(output: str) -> Path:
+    found = re.search(r"copy a file into (\S+) \(treated as a USB stick\)", output)
+    assert found, output
+    return Path(found.group(1))
+
+
+def _alert_count(browser: ConsoleClient) -> tuple[str, int] | None:
+    """The data-leak alert on the dashboard: (its id, its count), or None."""
+    card = browser.get("/").text
+    row = re.search(
+        r'<tr data-alert-id="(\d+)">.*?File copied to removable media.*?'
+        r'<td class="num">(\d+)</td>',
+        card,
+        re.S,
+    )
+    return None if row is None else (row.group(1), int(row.group(2)))
+
+
+def _copy_to_the_demo_medium_raises_one_alert(browser: ConsoleClient, output: str) -> None:
+    """Issue 5's "done when": a file copied to a (test) removable mount raises one
+    alert that shows on the dashboard."""
+    medium = _demo_medium(output)
+    (medium / "customers.csv").write_text("name,phone\n")
+    wait_for(lambda: _alert_count(browser) is not None, 30, "the alert on the dashboard", 0.5)
+    first = _alert_count(browser)
+    assert first is not None and first[1] == 1
+    (medium / "contracts.csv").write_text("id,amount\n")
+    wait_for(lambda: _alert_count(browser) == (first[0], 2), 30, "the same alert counting 2", 0.5)
+    detail = browser.get(f"/alerts/{first[0]}").text
+    assert "customers.csv" in detail and "contracts.csv" in detail
+
+
+def _a_policy_saved_in_the_console_reaches_the_agent(browser: ConsoleClient, output: str) -> None:
+    """Issue 5's "done when": saving a policy change in the console changes what the
+    agent records within seconds — here, the file collector switched off: the next
+    copy to the medium is not recorded, so the alert does not grow."""
+    overview = browser.get("/policies").text
+    group = re.search(r'<tr data-group-id="(\d+)" data-group="default">', overview)
+    assert group, overview
+    group_id = group.group(1)
+    form = {
+        "csrf_token": browser.csrf,
+        **{f"collector_{n}": "on" for n in COLLECTOR_NAMES if n != "files"},
+        "record_window_titles": "on",
+        "wh_from": "09:00",
+        "wh_to": "18:00",
+        "wh_timezone": "UTC",
+        "notice_text_ja": "",
+        "notice_text_en": "",
+        "excluded_applications": "",
+        "excluded_domains": "",
+        "advanced": "",
+        "base_version": "0",
+        **{f"retention_{d}": "" for d in RETENTION_DOMAINS},
+    }
+    preview = browser.post(f"/policies/{group_id}/preview", data=form)
+    assert preview.status_code == 200, preview.text
+    document = re.search(r'name="document" value="([^"]*)"', preview.text)
+    assert document, preview.text
+    saved = browser.post(
+        f"/policies/{group_id}/save",
+        data={
+            "csrf_token": browser.csrf,
+            "document": html.unescape(document.group(1)),
+            "base_version": "0",
+            "comment": "no file events",
+        },
+    )
+    assert saved.status_code == 303, saved.text
+
+    def applied() -> bool:
+        page = browser.get("/policies").text
+        row = re.search(r'data-group="default">(.*?)</tr>', page, re.S)
+        return row is not None and "v1: 1" in row.group(1)
+
+    took = wait_for(applied, 30, "the agent reporting policy version 1", 0.5)
+    assert took < 30
+    before = _alert_count(browser)
+    (_demo_medium(output) / "payroll.csv").write_text("salary\n")
+    time.sleep(3)  # what the agent would take to record it, with the collector on
+    assert _alert_count(browser) == before
 
 
 def test_demo_runs_everything_and_reuses_its_data(tmp_path: Path) -> None:
