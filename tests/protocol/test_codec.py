@@ -57,6 +57,7 @@ from sekimori.protocol.events import (
     CollectorHealth,
     OutboxDropped,
 )
+from sekimori.protocol.events.screen import ScreenFrame
 
 LIMIT = 1 << 20
 
@@ -662,6 +663,39 @@ def test_payload_cases_match_the_registry() -> None:
     assert set(VALID_PAYLOADS) <= set(EVENT_KINDS)
     for kind, payload in VALID_PAYLOADS.items():
         assert type(payload) is EVENT_KINDS[kind]
+
+
+# Payloads with value constraints (msgspec.Meta) that st.from_type cannot see.
+st.register_type_strategy(
+    ScreenFrame,
+    st.builds(
+        ScreenFrame,
+        monitor=st.integers(0, 64),
+        width=st.integers(1, 16384),
+        height=st.integers(1, 16384),
+        screen_width=st.integers(1, 65535),
+        screen_height=st.integers(1, 65535),
+        format=st.sampled_from(["jpeg", "webp", "png"]),
+        image=st.binary(max_size=64),
+        sha256=st.text("0123456789abcdef", min_size=64, max_size=64),
+        trigger=st.sampled_from(["window_change", "interval", "rule", "live"]),
+        title=st.none() | st.text(max_size=20),
+        application=st.none() | st.text(max_size=20),
+        user=st.none() | st.text(max_size=20),
+    ),
+)
+
+
+def test_screen_frames_out_of_range_are_refused() -> None:
+    good = ScreenFrame(
+        monitor=0, width=960, height=540, screen_width=1920, screen_height=1080,
+        format="jpeg", image=b"\xff\xd8", sha256="0" * 64, trigger="interval",
+    )  # fmt: skip
+    assert decode_payload("screen.frame", msgspec.Raw(msgspec.msgpack.encode(good))) == good
+    for bad in ({"width": 0}, {"sha256": "xyz"}, {"monitor": -1}, {"format": "gif"}):
+        raw = msgspec.to_builtins(good) | bad
+        with pytest.raises(InvalidMessage, match=r"screen\.frame"):
+            decode_payload("screen.frame", msgspec.Raw(msgspec.msgpack.encode(raw)))
 
 
 @pytest.mark.parametrize("kind", sorted(EVENT_KINDS))

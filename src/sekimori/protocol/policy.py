@@ -193,6 +193,7 @@ class RetentionPolicy(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     network: RetentionDays | None = None
     printing: RetentionDays | None = None
     process: RetentionDays | None = None
+    screen: RetentionDays | None = None
     session: RetentionDays | None = None
     web: RetentionDays | None = None
     window: RetentionDays | None = None

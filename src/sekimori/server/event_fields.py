@@ -42,6 +42,7 @@ from sekimori.protocol.events.inventory import (
 )
 from sekimori.protocol.events.printing import PrintJob, PrintPage
 from sekimori.protocol.events.process import ProcessRunning, ProcessStarted, ProcessStopped
+from sekimori.protocol.events.screen import ScreenFrame
 from sekimori.protocol.events.session import Logoff, Logon
 from sekimori.protocol.events.web import WebVisit
 from sekimori.protocol.events.window import WindowActive, WindowFocus
@@ -127,6 +128,10 @@ def _policy(p: PolicyApplication) -> _Fields:
     return p.group or None, f"version {p.version} {state} {' '.join(p.restarted)}".strip()
 
 
+def _frame(p: ScreenFrame) -> _Fields:
+    return p.application, p.title
+
+
 def _notice(p: NoticeUpdated) -> _Fields:
     return ("on" if p.enabled else "off"), f"{p.text_en} {p.text_ja}".strip() or None
 
@@ -163,6 +168,7 @@ _BY_TYPE: dict[type[Any], Callable[[Any], _Fields]] = {
     AgentStarted: _agent,
     PolicyApplication: _policy,
     NoticeUpdated: _notice,
+    ScreenFrame: _frame,
 }
 
 

@@ -18,6 +18,7 @@ from sekimori.protocol.events import (
     network,
     printing,
     process,
+    screen,
     session,
     web,
     window,
@@ -46,7 +47,19 @@ __all__ = [
     "PolicyApplication",
 ]
 
-_DOMAINS = (agent, inventory, process, session, window, web, file, device, printing, network)
+_DOMAINS = (
+    agent,
+    inventory,
+    process,
+    session,
+    window,
+    web,
+    file,
+    device,
+    printing,
+    network,
+    screen,
+)
 
 
 def _build() -> dict[str, type[Payload]]:

@@ -33,6 +33,7 @@ RETENTION_LABELS: dict[str, str] = {
     "network": N_("Network connections"),
     "printing": N_("Printing"),
     "process": N_("Programs started"),
+    "screen": N_("Screenshots"),
     "session": N_("Logons and sessions"),
     "web": N_("Web browsing"),
     "window": N_("Application use and window titles"),
