@@ -29,6 +29,7 @@ __all__ = [
     "rule_state",
     "rules_custom",
     "rules_revision",
+    "screen_frames",
     "usage_hourly",
     "user_groups",
     "users",
@@ -400,4 +401,30 @@ jobs = sa.Table(
     sa.Column("lease_until_us", sa.BigInteger, nullable=False),
     sa.Column("last_run_us", sa.BigInteger, nullable=True),
     sa.Column("state", sa.Text, nullable=False),
+)
+
+# Screen frames (issue 6): one row per stored screenshot, written in the same
+# transaction as its ``screen.frame`` event (whose payload keeps no picture). The
+# picture itself is in the encrypted blob store (sekimori.server.blobs), addressed
+# by ``sha256``; the same picture sent twice is one blob.
+screen_frames = sa.Table(
+    "screen_frames",
+    metadata,
+    sa.Column("device_id", sa.String(36), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("time_us", sa.BigInteger, nullable=False),
+    sa.Column("monitor", sa.Integer, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("width", sa.Integer, nullable=False),
+    sa.Column("height", sa.Integer, nullable=False),
+    sa.Column("format", sa.String(8), nullable=False),
+    sa.Column("trigger", sa.String(16), nullable=False),
+    sa.Column("title", sa.Text, nullable=True),
+    sa.Column("application", sa.String(255), nullable=True),
+    sa.Column("os_user", sa.String(256), nullable=True),
+    sa.Index("ix_screen_frames_device_time", "device_id", "time_us"),
+    sa.Index("ix_screen_frames_user_time", "os_user", "time_us"),
+    # Is a blob still referenced (retention, garbage collection)?
+    sa.Index("ix_screen_frames_sha256", "sha256"),
 )
