@@ -58,6 +58,7 @@ from sekimori.protocol.events import (
     OutboxDropped,
 )
 from sekimori.protocol.events.screen import ScreenFrame
+from tests.protocol import test_live_messages as live
 
 LIMIT = 1 << 20
 
@@ -123,7 +124,7 @@ policy_applieds = st.builds(
     error=st.text(max_size=2000),
 )
 agent_messages: st.SearchStrategy[AgentMessage] = st.one_of(
-    enrolls, hellos, batches, heartbeats, command_results, policy_applieds
+    enrolls, hellos, batches, heartbeats, command_results, policy_applieds, live.states, live.frames
 )
 
 server_messages: st.SearchStrategy[ServerMessage] = st.one_of(
@@ -151,6 +152,8 @@ server_messages: st.SearchStrategy[ServerMessage] = st.one_of(
         version=st.integers(min_value=0, max_value=2**31 - 1),
         document=st.binary(max_size=200),
     ),
+    live.starts,
+    live.stops,
     st.builds(ErrorMessage, code=text, message=text, retryable=st.booleans()),
 )
 
@@ -269,6 +272,8 @@ def test_the_round_trip_strategies_cover_every_message_type() -> None:
         "Heartbeat",
         "CommandResult",
         "PolicyApplied",
+        "LiveState",
+        "LiveFrame",
     }
     assert {s.__name__ for s in get_args(ServerMessage)} == {
         "Enrolled",
@@ -276,6 +281,8 @@ def test_the_round_trip_strategies_cover_every_message_type() -> None:
         "Ack",
         "Command",
         "PolicyUpdate",
+        "LiveStart",
+        "LiveStop",
         "ErrorMessage",
     }
 

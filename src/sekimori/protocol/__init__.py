@@ -20,7 +20,9 @@ from sekimori.protocol.errors import (
 )
 from sekimori.protocol.events import EVENT_KINDS, Event, Payload
 from sekimori.protocol.messages import (
+    CAPABILITY_LIVE,
     CAPABILITY_POLICY,
+    MAX_LIVE_FRAME_BYTES,
     PROTOCOL_VERSION,
     Ack,
     AgentMessage,
@@ -32,6 +34,10 @@ from sekimori.protocol.messages import (
     EventBatch,
     Heartbeat,
     Hello,
+    LiveFrame,
+    LiveStart,
+    LiveState,
+    LiveStop,
     PolicyApplied,
     PolicyUpdate,
     Rejection,
@@ -45,8 +51,10 @@ from sekimori.protocol.policy_document import (
 )
 
 __all__ = [
+    "CAPABILITY_LIVE",
     "CAPABILITY_POLICY",
     "EVENT_KINDS",
+    "MAX_LIVE_FRAME_BYTES",
     "PROTOCOL_VERSION",
     "SUPPORTED_VERSIONS",
     "Ack",
@@ -63,6 +71,10 @@ __all__ = [
     "Hello",
     "InvalidMessage",
     "InvalidPolicy",
+    "LiveFrame",
+    "LiveStart",
+    "LiveState",
+    "LiveStop",
     "Payload",
     "PolicyApplied",
     "PolicyUpdate",

@@ -19,7 +19,9 @@ from typing import Annotated, Literal
 import msgspec
 
 __all__ = [
+    "CAPABILITY_LIVE",
     "CAPABILITY_POLICY",
+    "MAX_LIVE_FRAME_BYTES",
     "MAX_POLICY_DOCUMENT_BYTES",
     "MAX_POLICY_ERROR_CHARS",
     "PROTOCOL_VERSION",
@@ -33,6 +35,10 @@ __all__ = [
     "EventBatch",
     "Heartbeat",
     "Hello",
+    "LiveFrame",
+    "LiveStart",
+    "LiveState",
+    "LiveStop",
     "Message",
     "PolicyApplied",
     "PolicyUpdate",
@@ -45,11 +51,22 @@ PROTOCOL_VERSION = 1
 
 # Capabilities an agent may list in ``Hello.capabilities``.
 CAPABILITY_POLICY = "policy"  # understands ``policy`` and answers ``policy_applied``
+# understands ``live_start``/``live_stop`` and answers ``live_state``/``live_frame``
+CAPABILITY_LIVE = "live"
 # A policy document on the wire (JSON). The largest valid policy is far bigger in
 # theory (1,000 patterns of 1 KiB per list), but nothing real comes near 1 MiB, and
 # the agent reads server frames of at most 4 MiB.
 MAX_POLICY_DOCUMENT_BYTES = 1024 * 1024
 MAX_POLICY_ERROR_CHARS = 2000
+# One live-view picture (a compressed JPEG/WebP/PNG of one screen, scaled down): far
+# below the server's 4 MiB frame limit, with room for the envelope.
+MAX_LIVE_FRAME_BYTES = 3 * 1024 * 1024
+
+LiveSessionId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[0-9a-f]+$")]
+LiveReason = Annotated[str, msgspec.Meta(max_length=500)]
+LiveFormat = Literal["jpeg", "webp", "png"]
+Monitor = Annotated[int, msgspec.Meta(ge=0, le=32)]
+Pixels = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 
 
 class Message(msgspec.Struct, tag_field="t", kw_only=True):
@@ -116,6 +133,31 @@ class PolicyApplied(Message, tag="policy_applied"):
     error: Annotated[str, msgspec.Meta(max_length=MAX_POLICY_ERROR_CHARS)] = ""
 
 
+class LiveState(Message, tag="live_state"):
+    """Where a live-view session stands on the PC: ``started`` (the indicator is shown
+    and frames follow), ``refused`` (the policy does not allow live view, or the
+    person declined or did not answer), ``stopped`` (by ``live_stop``, the maximum
+    duration, or an error on the PC). ``reason`` says why, for the console."""
+
+    session_id: LiveSessionId
+    state: Literal["started", "refused", "stopped"]
+    reason: LiveReason = ""
+
+
+class LiveFrame(Message, tag="live_frame"):
+    """One picture of a live-view session. Transient: never in the outbox, never
+    resent; ``capture_us`` is when the screen was grabbed (the agent's clock)."""
+
+    session_id: LiveSessionId
+    seq: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+    capture_us: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+    monitor: Monitor
+    width: Pixels
+    height: Pixels
+    format: LiveFormat
+    image: Annotated[bytes, msgspec.Meta(min_length=1, max_length=MAX_LIVE_FRAME_BYTES)]
+
+
 # ---- server -> agent -------------------------------------------------------------
 
 
@@ -173,11 +215,41 @@ class PolicyUpdate(Message, tag="policy"):
     document: Annotated[bytes, msgspec.Meta(max_length=MAX_POLICY_DOCUMENT_BYTES)]
 
 
+class LiveStart(Message, tag="live_start"):
+    """Start showing this PC's screen to ``viewer`` (a console user). Only to agents
+    that listed the ``live`` capability. The agent checks its own policy first (live
+    view off, allowed, or allowed with the person's consent), asks for consent when
+    its policy or ``consent_required`` says so, shows an indicator for as long as the
+    session lasts, and stops by itself after ``max_seconds``.
+
+    ``monitor``: 0 for the whole desktop (every monitor), else the monitor's number
+    (1 = the first). ``scale``: the pictures' size relative to the screen."""
+
+    session_id: LiveSessionId
+    viewer: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    max_fps: Annotated[float, msgspec.Meta(ge=0.2, le=30)] = 4.0
+    scale: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.5
+    quality: Annotated[int, msgspec.Meta(ge=1, le=100)] = 60
+    format: LiveFormat = "jpeg"
+    monitor: Monitor = 0
+    consent_required: bool = False
+    max_seconds: Annotated[int, msgspec.Meta(ge=1, le=86400)] = 3600
+
+
+class LiveStop(Message, tag="live_stop"):
+    session_id: LiveSessionId
+    reason: LiveReason = ""
+
+
 class ErrorMessage(Message, tag="error"):
     code: str
     message: str
     retryable: bool
 
 
-AgentMessage = Enroll | Hello | EventBatch | Heartbeat | CommandResult | PolicyApplied
-ServerMessage = Enrolled | Welcome | Ack | Command | PolicyUpdate | ErrorMessage
+AgentMessage = (
+    Enroll | Hello | EventBatch | Heartbeat | CommandResult | PolicyApplied | LiveState | LiveFrame
+)
+ServerMessage = (
+    Enrolled | Welcome | Ack | Command | PolicyUpdate | LiveStart | LiveStop | ErrorMessage
+)
