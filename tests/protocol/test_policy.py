@@ -28,6 +28,7 @@ EXPECTED_TOP = {
     "excluded_applications",
     "excluded_domains",
     "retention_days",
+    "live_view",
 }
 FORBIDDEN_WORDS = {
     "action",

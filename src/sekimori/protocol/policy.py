@@ -34,6 +34,7 @@ __all__ = [
     "DevicesPolicy",
     "FilesPolicy",
     "InventoryPolicy",
+    "LiveViewPolicy",
     "NetworkPolicy",
     "NoticeMode",
     "Policy",
@@ -210,6 +211,18 @@ class RetentionPolicy(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 RETENTION_DOMAINS: tuple[str, ...] = RetentionPolicy.__struct_fields__
 
 
+class LiveViewPolicy(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Whether console users (with the ``live`` permission) may watch the PCs' screens
+    live: ``off`` (the default: the agent refuses every request), ``allowed`` (the
+    person sees an indicator while watched), ``consent`` (the person is asked first
+    and may decline; no answer within ``consent_timeout_seconds`` is a refusal). A
+    session ends by itself after ``max_minutes``."""
+
+    mode: Literal["off", "allowed", "consent"] = "off"
+    consent_timeout_seconds: Annotated[int, msgspec.Meta(ge=5, le=300)] = 30
+    max_minutes: Annotated[int, msgspec.Meta(ge=1, le=480)] = 60
+
+
 class Policy(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """A device group's collection policy (the default instance: collect as the
     agents' own settings say, keep everything, no notice)."""
@@ -221,6 +234,7 @@ class Policy(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     excluded_applications: Patterns = msgspec.field(default_factory=list)
     excluded_domains: Patterns = msgspec.field(default_factory=list)
     retention_days: RetentionPolicy = msgspec.field(default_factory=RetentionPolicy)
+    live_view: LiveViewPolicy = msgspec.field(default_factory=LiveViewPolicy)
 
 
 def collector_overrides(policy: Policy, name: str) -> dict[str, Any]:
