@@ -14,6 +14,7 @@ import uvicorn
 from websockets.asyncio.server import serve
 
 from sekimori.server.alerting.jobs import AlertJobs
+from sekimori.server.blobs import blob_store_for
 from sekimori.server.bootstrap import InitResult, initialize
 from sekimori.server.channel import AgentChannel
 from sekimori.server.console.app import console_uses_tls, create_console_app
@@ -41,7 +42,10 @@ class SekimoriServer:
         self.pki = self.init.pki
         self.metrics = Metrics()
         self.writer = IngestWriter(
-            self.engine, self.metrics, commit_events=settings.server.ingest_commit_events
+            self.engine,
+            self.metrics,
+            commit_events=settings.server.ingest_commit_events,
+            blobs=blob_store_for(settings.data_path),
         )
         self.channel = AgentChannel(
             settings.server, self.engine, self.pki, self.writer, self.metrics

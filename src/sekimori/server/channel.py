@@ -15,6 +15,10 @@ a group that never had one saved); ``watch_policies`` polls the newest version o
 each group every second and sends a new one to the group's connected agents at once.
 An agent that was offline gets the current one when it reconnects. Its
 ``policy_applied`` answer is recorded in ``device_policy`` (what the console shows).
+
+Live view: ``self.live`` (``sekimori.server.live.LiveSessions``) sends ``live_start``
+and ``live_stop`` to agents that listed the ``live`` capability; their ``live_state``
+and ``live_frame`` answers are handed to it as they arrive (never stored, never acked).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from websockets.http11 import Request, Response
 from sekimori import __version__
 from sekimori.clock import now_us
 from sekimori.protocol import (
+    CAPABILITY_LIVE,
     CAPABILITY_POLICY,
     Ack,
     Command,
@@ -48,6 +53,8 @@ from sekimori.protocol import (
     Hello,
     InvalidMessage,
     InvalidPolicy,
+    LiveFrame,
+    LiveState,
     PolicyApplied,
     PolicyUpdate,
     ProtocolError,
@@ -60,10 +67,13 @@ from sekimori.protocol import (
     encode_policy_document,
 )
 from sekimori.protocol.events import Payload
+from sekimori.protocol.events.screen import ScreenFrame
+from sekimori.protocol.messages import Message
 from sekimori.protocol.policy import Policy
 from sekimori.server.enrollment import check_host_fields, enroll_device
 from sekimori.server.event_fields import event_fields
 from sekimori.server.ingest import IngestWriter, StoreUnavailable
+from sekimori.server.live import LiveSessions
 from sekimori.server.metrics import Metrics
 from sekimori.server.pki import PKI, EnrollmentRefused, peer_device_certificate
 from sekimori.server.store import devices as registry
@@ -71,6 +81,7 @@ from sekimori.server.store.events import EventRow, QuarantineRow, StoredBatch
 from sekimori.server.store.policies import current_policy, record_applied
 from sekimori.server.store.policy_push import device_groups, newest_policy_versions
 from sekimori.server.store.schema import devices as devices_table
+from sekimori.server.store.screen_frames import PendingFrame, take_frame
 from sekimori.server.store.tokens import TokenRefused
 from sekimori.settings import ServerSettings
 
@@ -126,6 +137,8 @@ class _Session:
     policy_sent: int | None = None  # the version last sent on this connection
     policies_offered: set[int] = field(default_factory=set)
     policy_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Live view (only for agents with the "live" capability).
+    wants_live: bool = False
 
 
 class AgentChannel:
@@ -147,6 +160,7 @@ class AgentChannel:
         self._heartbeats: dict[str, tuple[int, int]] = {}
         self._outbox_depths: dict[str, int] = {}
         self._pending_commands: dict[str, asyncio.Future[CommandResult]] = {}
+        self.live = LiveSessions(self._send_live, self._live_capable)
 
     @property
     def connected_devices(self) -> list[str]:
@@ -247,6 +261,7 @@ class AgentChannel:
         # Another replica may have counted this device's threshold windows since.
         self._writer.rules.forget(device_id)
         session = _Session(device_id=device_id, ws=ws, received_through=device.acked_seq)
+        session.wants_live = CAPABILITY_LIVE in hello.capabilities
         self._sessions[device_id] = session
         self._metrics.agents_connected.set(len(self._sessions))
         log.info("device %s (%s) connected from %s", device_id, hello.hostname, ws.remote_address)
@@ -275,6 +290,7 @@ class AgentChannel:
                 await acker
             if self._sessions.get(device_id) is session:
                 del self._sessions[device_id]
+                self.live.device_gone(device_id)
                 self._outbox_depths.pop(device_id, None)
                 self._metrics.agent_outbox_events.set(sum(self._outbox_depths.values()))
                 self._metrics.agents_connected.set(len(self._sessions))
@@ -309,6 +325,8 @@ class AgentChannel:
             self._metrics.agent_outbox_events.set(sum(self._outbox_depths.values()))
         elif isinstance(message, PolicyApplied):
             await self._policy_applied(session, message)
+        elif isinstance(message, (LiveFrame, LiveState)) and session.wants_live:
+            self.live.deliver(session.device_id, message)
         elif isinstance(message, CommandResult):
             waiter = self._pending_commands.pop(message.command_id, None)
             if waiter is None or waiter.done():
@@ -359,6 +377,7 @@ class AgentChannel:
         payloads: list[Payload] = []
         quarantined: list[QuarantineRow] = []
         rejections: list[Rejection] = []
+        frames: list[PendingFrame] = []
         floor = session.received_through
         for event in events:
             if event.seq <= floor:
@@ -371,6 +390,11 @@ class AgentChannel:
                 ):
                     raise InvalidMessage("os_user must be at most 256 characters without NUL")
                 payload = decode_payload(event.kind, event.payload)
+                if isinstance(payload, ScreenFrame):  # the picture goes to the blob store
+                    payload, frame = take_frame(
+                        device_id, event.seq, event.time_us, event.os_user, payload
+                    )
+                    frames.append(frame)
             except ProtocolError as exc:
                 quarantined.append(
                     QuarantineRow(
@@ -406,6 +430,7 @@ class AgentChannel:
             rows=rows,
             quarantined=quarantined,
             payloads=payloads,
+            frames=frames,
         )
         if rejections:
             log.warning(
@@ -462,6 +487,18 @@ class AgentChannel:
             return await asyncio.wait_for(waiter, timeout)
         finally:
             self._pending_commands.pop(command_id, None)
+
+    # ---- live view -----------------------------------------------------------------------
+
+    async def _send_live(self, device_id: str, message: Message) -> None:
+        session = self._sessions.get(device_id)
+        if session is None or not session.wants_live:
+            raise LookupError(f"device {device_id} is not connected here with live view")
+        await session.ws.send(encode_message(message))
+
+    def _live_capable(self, device_id: str) -> bool | None:
+        session = self._sessions.get(device_id)
+        return None if session is None else session.wants_live
 
     # ---- collection policies ------------------------------------------------------------
 

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from sekimori.clock import now_us
 from sekimori.server.alerting.evaluator import IngestRules
+from sekimori.server.blobs import BlobStore
 from sekimori.server.metrics import Metrics
 from sekimori.server.store.events import StoredBatch, write_batches
 
@@ -63,8 +64,10 @@ class IngestWriter:
         *,
         commit_events: int,
         rules: IngestRules | None = None,
+        blobs: BlobStore | None = None,
     ) -> None:
         self._engine = engine
+        self._blobs = blobs
         self.rules = rules if rules is not None else IngestRules()
         self._metrics = metrics
         self._commit_events = commit_events
@@ -151,6 +154,13 @@ class IngestWriter:
             _resolve(job, None)
 
     def _write(self, batches: list[StoredBatch]) -> None:
+        # Screen frames' pictures first (content addressed: a retry rewrites nothing;
+        # a blob whose transaction then fails is an orphan, collected later).
+        for batch in batches:
+            for frame in batch.frames:
+                if self._blobs is None:
+                    raise RuntimeError("screen frames received but no blob store configured")
+                self._blobs.put(frame.payload.image)
         with self._engine.begin() as conn:
             floors = write_batches(conn, batches)
             alerts = self.rules.evaluate(conn, batches, floors, now_us=now_us())

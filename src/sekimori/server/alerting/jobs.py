@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sekimori.server.alerting.notifier import Notifier, replica_id
 from sekimori.server.alerting.retention import RetentionPurge
 from sekimori.server.alerting.state_rules import StateRules
+from sekimori.server.blobs import blob_store_for
 from sekimori.settings import Settings
 
 __all__ = ["AlertJobs"]
@@ -28,7 +29,9 @@ class AlertJobs:
         server = settings.server
         self.notifier = Notifier(engine, server, owner=owner)
         self.state_rules = StateRules(engine, server, owner=owner)
-        self.retention = RetentionPurge(engine, server, owner=owner)
+        self.retention = RetentionPurge(
+            engine, server, owner=owner, blobs=blob_store_for(settings.data_path)
+        )
 
     def tasks(self, stop: asyncio.Event) -> list[Coroutine[Any, Any, None]]:
         return [

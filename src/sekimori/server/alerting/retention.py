@@ -19,8 +19,10 @@ import sqlalchemy as sa
 
 from sekimori.clock import now_us
 from sekimori.server.alerting.periodic import every
+from sekimori.server.blobs import BlobStore
 from sekimori.server.store.jobs import acquire_lease, finish_lease
 from sekimori.server.store.policies import purge_expired, retention_by_group
+from sekimori.server.store.screen_frames import purge_expired_frames
 from sekimori.settings import ServerSettings
 
 __all__ = ["FIRST_CHECK_SECONDS", "JOB_NAME", "RetentionPurge"]
@@ -43,8 +45,10 @@ class RetentionPurge:
         owner: str,
         clock: Callable[[], int] = now_us,
         first_check_seconds: float = FIRST_CHECK_SECONDS,
+        blobs: BlobStore | None = None,
     ) -> None:
         self.engine = engine
+        self.blobs = blobs
         self.interval_us = int(server.retention_purge_seconds * 1_000_000)
         self.owner = owner
         self.clock = clock
@@ -64,7 +68,10 @@ class RetentionPurge:
         )
         if lease is None:
             return None
-        deleted = purge_expired(self.engine, retention_by_group(self.engine), now)
+        retention = retention_by_group(self.engine)
+        deleted = purge_expired(self.engine, retention, now)
+        if self.blobs is not None:  # screen frames: their rows and pictures (issue 6)
+            purge_expired_frames(self.engine, retention, now, self.blobs)
         finish_lease(self.engine, lease, finished_us=self.clock())
         if deleted:
             log.info("retention purge: %d events deleted", sum(deleted.values()))

@@ -70,7 +70,10 @@ class LocalEncryptedBlobStore:
         sha256 = hashlib.sha256(data).hexdigest()
         path = self.path_of(sha256)
         if path.exists():
-            # Content addressed: the same bytes are stored already (a resent batch).
+            # Content addressed: the same bytes are stored already (a resent batch, an
+            # unchanged screen). Touched, so garbage collection spares it until the
+            # row that is about to reference it has committed.
+            os.utime(path)
             return BlobRef(sha256, len(data), self.key_id_of(sha256))
         key_id, key = self.keys.current()
         self._write(path, self._seal(sha256, data, key_id, key))
@@ -124,6 +127,12 @@ class LocalEncryptedBlobStore:
 
     def exists(self, sha256: str) -> bool:
         return self.path_of(sha256).is_file()
+
+    def modified(self, sha256: str) -> float | None:
+        try:
+            return self.path_of(sha256).stat().st_mtime
+        except FileNotFoundError:
+            return None
 
     def digests(self) -> Iterator[str]:
         if not self.root.is_dir():

@@ -47,6 +47,11 @@ class BlobStore(Protocol):
 
     def exists(self, sha256: str) -> bool: ...
 
+    def modified(self, sha256: str) -> float | None:
+        """When the blob was last written or put again (epoch seconds); None if absent.
+        Garbage collection spares recent blobs (their rows may not be committed yet)."""
+        ...
+
     def digests(self) -> Iterator[str]:
         """Every stored digest (for garbage collection of unreferenced blobs)."""
         ...

@@ -25,6 +25,7 @@ from sekimori.server.console.routes import (
     policies,
     reports,
     rules,
+    screens,
     users,
 )
 from sekimori.server.console.templating import make_environment
@@ -90,6 +91,7 @@ def create_console_app(
         *auth.routes,
         *dashboard.routes,
         *alerts.routes,
+        *screens.routes,
         *devices.routes,
         *logs.routes,
         *reports.routes,

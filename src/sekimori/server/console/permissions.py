@@ -26,9 +26,20 @@ def role_label(role: str) -> str:
 # enroll: enrollment tokens and revoking devices. audit: the audit trail.
 # users: console accounts. alerts: see alerts and handle them (acknowledge, resolve,
 # assign, comment). rules: alert rules, their lists, Sigma imports, notifications.
-# policies: collection policies of device groups.
+# policies: collection policies of device groups. screens: stored screen frames (the
+# timeline player) — the most sensitive data; administrators only by default, every
+# frame viewed is audited.
 Permission = Literal[
-    "dashboard", "devices", "activity", "enroll", "audit", "users", "alerts", "rules", "policies"
+    "dashboard",
+    "devices",
+    "activity",
+    "enroll",
+    "audit",
+    "users",
+    "alerts",
+    "rules",
+    "policies",
+    "screens",
 ]
 
 PERMISSIONS: Final[dict[Role, frozenset[Permission]]] = {
@@ -43,6 +54,7 @@ PERMISSIONS: Final[dict[Role, frozenset[Permission]]] = {
             "alerts",
             "rules",
             "policies",
+            "screens",
         }
     ),
     # Operators look after devices; they see a device's activity to troubleshoot it,

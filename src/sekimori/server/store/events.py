@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sekimori.protocol.events import Payload
 from sekimori.server.store.rollups import add_batch_rollups, device_floors
 from sekimori.server.store.schema import devices, events, quarantine
+from sekimori.server.store.screen_frames import PendingFrame, write_frames
 
 __all__ = ["EventRow", "QuarantineRow", "StoredBatch", "count_events", "write_batches"]
 
@@ -45,6 +46,9 @@ class StoredBatch:
     # The validated payload of each row, when the caller has them (ingest does): the
     # alert rules read these instead of decoding the JSON again.
     payloads: list[Payload] | None = None
+    # Screen frames among the rows, pictures included: the ingest writer puts the
+    # pictures in the blob store before the transaction; their rows go in with it.
+    frames: list[PendingFrame] = field(default_factory=list)
     # Filled in by write_batches:
     inserted: int = 0
 
@@ -152,6 +156,7 @@ def write_batches(
             )
     finally:
         cursor.close()
+    write_frames(conn, [f for b in batches for f in b.frames])
     high: dict[str, int] = {}
     for batch in batches:
         high[batch.device_id] = max(high.get(batch.device_id, 0), batch.through_seq)
