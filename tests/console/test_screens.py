@@ -251,3 +251,45 @@ def test_a_tampered_blob_gives_an_error_not_a_picture(
     assert failed == 1
     # The other frames still decrypt.
     assert alice.get(f"/screens/frames/{seeded.sales}/1.png").content == seeded.pictures[0]
+
+
+def test_key_rotation_by_command_keeps_every_frame_viewable(
+    console_server: ServerProcess, seeded: Seeded, alice: ConsoleClient, tmp_path: Path
+) -> None:
+    keydir = console_server.data_dir / "pki" / "blob-keys"
+    [first_key] = [p.stem for p in keydir.glob("*.key")]
+    rotated = console_server.cli("screens", "rotate-key")
+    assert rotated.returncode == 0, rotated.stderr
+    [new_key] = [p.stem for p in keydir.glob("*.key") if p.stem != first_key]
+    # The running server encrypts the next frame with the new key.
+    identity = console_server.enroll(tmp_path / "after", group="sales")
+    fresh = picture("after rotation")
+    ack = send_frames(
+        console_server, identity, [FrameEvent(1, now_us(), "taro", screen_frame(fresh))]
+    )
+    assert ack.rejected == []
+    digest = hashlib.sha256(fresh).hexdigest()
+    blob = console_server.data_dir / "blobs" / digest[:2] / digest[2:4] / digest
+    assert new_key.encode() in blob.read_bytes()[:64]
+    assert alice.get(f"/screens/frames/{identity.device_id}/1.png").content == fresh
+    assert alice.get(f"/screens/frames/{seeded.sales}/1.png").content == seeded.pictures[0]
+    # Re-encryption stops short of retiring keys while a blob fails (the tampered one).
+    refused = console_server.cli("screens", "rotate-key", "--reencrypt")
+    assert refused.returncode != 0
+    assert "could not be decrypted" in refused.stderr
+    assert first_key in {p.stem for p in keydir.glob("*.key")}
+    tampered = hashlib.sha256(seeded.pictures[2]).hexdigest()
+    (console_server.data_dir / "blobs" / tampered[:2] / tampered[2:4] / tampered).unlink()
+    done = console_server.cli("screens", "rotate-key", "--reencrypt")
+    assert done.returncode == 0, done.stderr
+    assert "retired" in done.stdout
+    [last_key] = [p.stem for p in keydir.glob("*.key")]
+    assert last_key not in (first_key, new_key)
+    for seq, expected in ((1, seeded.pictures[0]), (2, seeded.pictures[1])):
+        assert alice.get(f"/screens/frames/{seeded.sales}/{seq}.png").content == expected
+    assert alice.get(f"/screens/frames/{seeded.sales}/3.png").status_code == 404
+    with console_server.engine().connect() as conn:
+        actions = conn.execute(
+            sa.select(audit_log.c.action).where(audit_log.c.action == "screens.rotate_key")
+        ).all()
+    assert len(actions) == 3

@@ -57,6 +57,12 @@ def _rollup_rebuild(args: argparse.Namespace) -> int:
     return rollup_cmds.rollup_rebuild(args)
 
 
+def _screens_rotate_key(args: argparse.Namespace) -> int:
+    from sekimori.cli import screens_cmds
+
+    return screens_cmds.screens_rotate_key(args)
+
+
 def _user(args: argparse.Namespace) -> int:
     from sekimori.cli import user_cmds
 
@@ -266,6 +272,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rebuild.add_argument(
         "--since", default="", help="only from this long ago, e.g. 2d (default all)"
+    )
+
+    screens = sub.add_parser(
+        "screens", help="Stored screen frames.", description="Stored screen frames."
+    )
+    screens_sub = screens.add_subparsers(dest="screens_command", required=True, metavar="ACTION")
+    rotate = add(
+        screens_sub,
+        "rotate-key",
+        _screens_rotate_key,
+        "Create a new key for the screen frame store; new frames use it at once, old "
+        "frames keep their key unless --reencrypt.",
+    )
+    rotate.add_argument(
+        "--reencrypt",
+        action="store_true",
+        help="rewrite every stored frame with the new key, then delete the old keys",
     )
 
     _add_user_commands(sub, add)

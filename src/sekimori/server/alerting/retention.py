@@ -22,7 +22,7 @@ from sekimori.server.alerting.periodic import every
 from sekimori.server.blobs import BlobStore
 from sekimori.server.store.jobs import acquire_lease, finish_lease
 from sekimori.server.store.policies import purge_expired, retention_by_group
-from sekimori.server.store.screen_frames import purge_expired_frames
+from sekimori.server.store.screen_frames import collect_orphans, purge_expired_frames
 from sekimori.settings import ServerSettings
 
 __all__ = ["FIRST_CHECK_SECONDS", "JOB_NAME", "RetentionPurge"]
@@ -72,6 +72,7 @@ class RetentionPurge:
         deleted = purge_expired(self.engine, retention, now)
         if self.blobs is not None:  # screen frames: their rows and pictures (issue 6)
             purge_expired_frames(self.engine, retention, now, self.blobs)
+            collect_orphans(self.engine, self.blobs)
         finish_lease(self.engine, lease, finished_us=self.clock())
         if deleted:
             log.info("retention purge: %d events deleted", sum(deleted.values()))
