@@ -11,6 +11,11 @@ Events leave the outbox only on ack, which the server sends after commit.
 With an ``on_policy`` handler the agent lists the ``policy`` capability in ``hello``;
 policy updates are then applied one at a time, in order, by a task of their own (so
 restarting collectors never holds up acks), each answered with ``policy_applied``.
+
+With a ``live`` handler (``sekimori.agent.live.LiveView``) it lists the ``live``
+capability: ``live_start``/``live_stop`` go to the handler, whose frames and states
+are sent straight on the connection (never through the outbox); a session still
+running when the connection drops is ended at once.
 """
 
 from __future__ import annotations
@@ -30,8 +35,10 @@ from sekimori import __version__
 from sekimori.agent.backoff import Backoff
 from sekimori.agent.host import HostInfo
 from sekimori.agent.identity import Identity, client_ssl_context
+from sekimori.agent.live import LiveView
 from sekimori.agent.outbox import Outbox
 from sekimori.protocol import (
+    CAPABILITY_LIVE,
     CAPABILITY_POLICY,
     Ack,
     Command,
@@ -40,6 +47,8 @@ from sekimori.protocol import (
     EventBatch,
     Heartbeat,
     Hello,
+    LiveStart,
+    LiveStop,
     PolicyApplied,
     PolicyUpdate,
     ProtocolError,
@@ -48,6 +57,7 @@ from sekimori.protocol import (
     encode_batch_body,
     encode_message,
 )
+from sekimori.protocol.messages import Message
 from sekimori.settings import AgentSettings
 
 __all__ = ["ChannelClient", "ChannelEnd", "FatalRefusal"]
@@ -85,9 +95,11 @@ class ChannelClient:
         host: HostInfo,
         *,
         on_policy: PolicyHandler | None = None,
+        live: LiveView | None = None,
     ) -> None:
         self._identity = identity
         self._on_policy = on_policy
+        self._live = live
         self._outbox = outbox
         self._settings = settings
         self._host = host
@@ -162,7 +174,7 @@ class ChannelClient:
                         hostname=self._host.hostname,
                         os=self._host.os,
                         os_version=self._host.os_version,
-                        capabilities=[CAPABILITY_POLICY] if self._on_policy else [],
+                        capabilities=self._capabilities(),
                     )
                 )
             )
@@ -187,6 +199,16 @@ class ChannelClient:
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+                if self._live is not None:
+                    await self._live.stop_all("the connection to the server was lost")
+
+    def _capabilities(self) -> list[str]:
+        capabilities = []
+        if self._on_policy is not None:
+            capabilities.append(CAPABILITY_POLICY)
+        if self._live is not None:
+            capabilities.append(CAPABILITY_LIVE)
+        return capabilities
 
     async def _read(self, ws: ClientConnection) -> object:
         frame = await ws.recv()
@@ -261,8 +283,16 @@ class ChannelClient:
                 await ws.send(encode_message(self._status(message)))
             elif isinstance(message, PolicyUpdate) and self._on_policy is not None:
                 policies.put_nowait(message)
+            elif isinstance(message, LiveStart) and self._live is not None:
+                self._live.start(message, lambda m: self._send(ws, m))
+            elif isinstance(message, LiveStop) and self._live is not None:
+                self._live.stop(message)
             else:
                 raise _SessionError(f"unexpected {message.__class__.__name__} from the server")
+
+    @staticmethod
+    async def _send(ws: ClientConnection, message: Message) -> None:
+        await ws.send(encode_message(message))
 
     async def _apply_policies(
         self, ws: ClientConnection, policies: asyncio.Queue[PolicyUpdate]

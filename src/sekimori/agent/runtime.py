@@ -20,6 +20,7 @@ from sekimori.agent.collectors.registry import COLLECTORS
 from sekimori.agent.collectors.supervisor import CollectorConfigError, Supervisor, is_enabled
 from sekimori.agent.host import host_info
 from sekimori.agent.identity import Identity
+from sekimori.agent.live import LiveView, display_settings
 from sekimori.agent.outbox import Outbox
 from sekimori.agent.platform.linux.memory import limit_malloc_arenas
 from sekimori.agent.policy import NOTICE_FILE, PolicyManager, effective_settings
@@ -78,7 +79,11 @@ async def _main(settings: AgentSettings, identity: Identity, outbox: Outbox) -> 
     outbox.append(
         "agent.started", AgentStarted(version=__version__, pid=os.getpid(), hostname=host.hostname)
     )
-    client = ChannelClient(identity, outbox, settings, host, on_policy=policies.handle)
+    # Live view answers to the policy in force (off unless the group's policy allows it).
+    live = LiveView(
+        lambda: (policies.active or Policy()).live_view, *display_settings(settings.collectors)
+    )
+    client = ChannelClient(identity, outbox, settings, host, on_policy=policies.handle, live=live)
     supervisor.start()
     policies.start(supervisor)
     log.info("collectors running: %s", ", ".join(supervisor.enabled) or "none")

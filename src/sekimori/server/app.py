@@ -66,6 +66,7 @@ class SekimoriServer:
                     self.metrics,
                     pki=self.pki,
                     connected=lambda: self.channel.connected_devices,
+                    live_sessions=self.channel.live,
                 ),
                 host=cfg.console_host,
                 port=cfg.console_port,

@@ -21,6 +21,7 @@ from sekimori.server.console.routes import (
     dashboard,
     devices,
     enrollment,
+    live,
     logs,
     policies,
     reports,
@@ -30,6 +31,7 @@ from sekimori.server.console.routes import (
 )
 from sekimori.server.console.templating import make_environment
 from sekimori.server.console.web import Console, SecurityHeaders
+from sekimori.server.live import LiveSessions
 from sekimori.server.metrics import Metrics
 from sekimori.server.ops import ops_routes
 from sekimori.server.pki import PKI
@@ -75,6 +77,7 @@ def create_console_app(
     *,
     pki: PKI | None,
     connected: Callable[[], Collection[str]],
+    live_sessions: LiveSessions | None = None,
 ) -> Starlette:
     tls = console_uses_tls(settings.server)
     console = Console(
@@ -92,6 +95,7 @@ def create_console_app(
         *dashboard.routes,
         *alerts.routes,
         *screens.routes,
+        *live.routes,
         *devices.routes,
         *logs.routes,
         *reports.routes,
@@ -105,5 +109,6 @@ def create_console_app(
     ]
     app = Starlette(routes=routes)
     app.state.console = console
+    app.state.live = live_sessions  # None: live view unavailable (no agent channel)
     app.add_middleware(SecurityHeaders, tls=tls)
     return app

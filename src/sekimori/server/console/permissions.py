@@ -26,6 +26,8 @@ def role_label(role: str) -> str:
 # enroll: enrollment tokens and revoking devices. audit: the audit trail.
 # users: console accounts. alerts: see alerts and handle them (acknowledge, resolve,
 # assign, comment). rules: alert rules, their lists, Sigma imports, notifications.
+# live: watch a PC's screen live (the PC's user sees an indicator; each session
+# audited) — administrators only by default.
 # policies: collection policies of device groups. screens: stored screen frames (the
 # timeline player) — the most sensitive data; administrators only by default, every
 # frame viewed is audited.
@@ -40,6 +42,7 @@ Permission = Literal[
     "rules",
     "policies",
     "screens",
+    "live",
 ]
 
 PERMISSIONS: Final[dict[Role, frozenset[Permission]]] = {
@@ -55,6 +58,7 @@ PERMISSIONS: Final[dict[Role, frozenset[Permission]]] = {
             "rules",
             "policies",
             "screens",
+            "live",
         }
     ),
     # Operators look after devices; they see a device's activity to troubleshoot it,
