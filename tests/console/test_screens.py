@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import json
 import re
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,9 @@ import sqlalchemy as sa
 from sekimori.clock import now_us
 from sekimori.server.store.schema import audit_log
 from sekimori.server.store.users import create_user
+from tests.console.alert_seed import alert_ids, copied_to_usb, ingest
 from tests.console.conftest import PASSWORD, ConsoleClient, as_user
+from tests.console.seed import add_device
 from tests.processes import ServerProcess
 from tests.screen_frames import FrameEvent, picture, screen_frame, send_frames
 
@@ -293,3 +296,21 @@ def test_key_rotation_by_command_keeps_every_frame_viewable(
             sa.select(audit_log.c.action).where(audit_log.c.action == "screens.rotate_key")
         ).all()
     assert len(actions) == 3
+
+
+def test_jump_to_from_an_alert_page(console_server: ServerProcess, seeded: Seeded) -> None:
+    engine = console_server.engine()
+    device_id = add_device(engine, f"screens-{uuid.uuid4().hex[:8]}", group="sales")
+    at = now_us() - 30 * SECOND
+    ingest(engine, device_id, [copied_to_usb("/media/usb/plan.xlsx", time_us=at)])
+    [alert_id] = alert_ids(engine, device_id)
+    with logged_in(console_server, "alice") as http:
+        page = http.get(f"/alerts/{alert_id}")
+        link = re.search(r'id="alert-screen-at" href="([^"]+)"', page.text)
+        assert link is not None
+        assert link.group(1) == f"/devices/{device_id}/screens?at={at}"
+        assert http.get(link.group(1)).status_code == 200
+    with logged_in(console_server, "bob") as http:
+        page = http.get(f"/alerts/{alert_id}")
+        assert page.status_code == 200
+        assert "alert-screen-at" not in page.text
