@@ -187,6 +187,12 @@ def _add_user_commands(
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
 
 
+def _bench_live(args: argparse.Namespace) -> int:
+    from sekimori.bench import live
+
+    return live.main(args)
+
+
 def _bench_console(args: argparse.Namespace) -> int:
     from sekimori.bench import console
 
@@ -388,6 +394,14 @@ def build_parser() -> argparse.ArgumentParser:
         "of --devices PCs and --events events over 30 days, beside a /healthz round trip "
         "and a raw count(*).",
     )
+    live = add(
+        bench_sub,
+        "live",
+        _bench_live,
+        "Live view: latency from the screen grab on the PC to the picture at the console "
+        "viewer (p50/p95) and the frame rate achieved, with a real server, agent and Xvfb.",
+    )
+    live.add_argument("--seconds", type=float, default=20.0, help="how long to watch")
     console.add_argument("--devices", type=int, default=20_000)
     console.add_argument("--events", type=int, default=10_000_000)
     console.add_argument("--repeat", type=int, default=20, help="timed requests per page")
