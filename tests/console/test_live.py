@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,8 +72,10 @@ def _set_mode(server: ServerProcess, device_id: str, mode: str) -> None:
     )
 
 
-@pytest.fixture(scope="module")
-def pc(console_server: ServerProcess) -> Iterator[LivePC]:
+@pytest.fixture(scope="module", name="pc")
+def pc_fixture(console_server: ServerProcess) -> Iterator[LivePC]:
+    """A PC on an Xvfb desktop with a connected agent whose policy allows live view
+    (the module's console server; extra users olive, vera and hank)."""
     for name, (role, groups) in EXTRA_USERS.items():
         create_user(
             console_server.engine(),
@@ -87,7 +90,10 @@ def pc(console_server: ServerProcess) -> Iterator[LivePC]:
         running_desktop(Path(tmp) / "desk") as desktop,
     ):
         state = Path(tmp) / "pc"
-        identity = console_server.enroll(state)
+        # In a thread: enrollment runs its own event loop, and a module with browser
+        # tests has Playwright's running in this one.
+        with ThreadPoolExecutor(1) as pool:
+            identity = pool.submit(console_server.enroll, state).result()
         agent = AgentProcess(state)
         agent.env.update(DISPLAY=desktop.display, XAUTHORITY=str(desktop.xauthority))
         agent.env.pop("WAYLAND_DISPLAY", None)
@@ -117,7 +123,8 @@ def _ws(pc: LivePC, user: str, query: str = "", origin: str | None = None) -> Cl
     )
 
 
-def _windows(desktop: Desktop, title: str) -> list[str]:
+def windows(desktop: Desktop, title: str) -> list[str]:
+    """The X windows named exactly ``title`` (override-redirect ones too)."""
     done = subprocess.run(
         ["xdotool", "search", "--name", f"^{title}$"],
         env=desktop.env,
@@ -146,12 +153,12 @@ def _audit(pc: LivePC, action: str, session: str | None = None) -> list[dict[str
 
 
 def test_a_live_session_delivers_frames_and_shows_the_indicator(pc: LivePC) -> None:
-    assert not _windows(pc.desktop, INDICATOR_TITLE)
+    assert not windows(pc.desktop, INDICATOR_TITLE)
     with _ws(pc, "alice") as ws:
         assert _state(ws)["state"] == "waiting"
         assert _state(ws)["state"] == "started"
         # The bar is up before the first picture is taken.
-        assert _windows(pc.desktop, INDICATOR_TITLE)
+        assert windows(pc.desktop, INDICATOR_TITLE)
         arrivals: list[float] = []
         first = time.monotonic()
         while time.monotonic() - first < 3.0:
@@ -164,9 +171,9 @@ def test_a_live_session_delivers_frames_and_shows_the_indicator(pc: LivePC) -> N
             arrivals.append(time.monotonic())
         fps = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
         assert fps >= 2.0, arrivals
-        assert _windows(pc.desktop, INDICATOR_TITLE)
+        assert windows(pc.desktop, INDICATOR_TITLE)
     # The viewer left: the agent is told to stop and removes the bar.
-    wait_for(lambda: not _windows(pc.desktop, INDICATOR_TITLE), 10, "indicator removed", 0.1)
+    wait_for(lambda: not windows(pc.desktop, INDICATOR_TITLE), 10, "indicator removed", 0.1)
     wait_for(lambda: bool(_audit(pc, "live.end")), 10, "live.end audited", 0.1)
     start = _audit(pc, "live.start")[0]
     session = str(start["session"])
@@ -181,15 +188,15 @@ def test_consent_declined_with_escape_is_refused_without_a_picture(pc: LivePC) -
     with _ws(pc, "alice", "?consent=1") as ws:
         assert _state(ws)["state"] == "waiting"
         dialog = pc.desktop.wait_window(CONSENT_TITLE.replace("?", r"\?"))
-        assert not _windows(pc.desktop, INDICATOR_TITLE)
+        assert not windows(pc.desktop, INDICATOR_TITLE)
         pc.desktop.focus(dialog)
         pc.desktop.xdotool("key", "Escape")
         message = ws.recv(timeout=10)
         assert isinstance(message, str), "a picture was sent before consent"
         state = json.loads(message)
         assert state == {"state": "refused", "reason": "the user did not allow it"}
-    assert not _windows(pc.desktop, INDICATOR_TITLE)
-    assert not _windows(pc.desktop, CONSENT_TITLE.replace("?", r"\?"))
+    assert not windows(pc.desktop, INDICATOR_TITLE)
+    assert not windows(pc.desktop, CONSENT_TITLE.replace("?", r"\?"))
     wait_for(
         lambda: any(str(e["outcome"]).startswith("refused") for e in _audit(pc, "live.end")),
         10,
@@ -206,7 +213,7 @@ def test_consent_given_with_enter_starts_the_session(pc: LivePC) -> None:
         pc.desktop.xdotool("key", "Return")
         assert _state(ws)["state"] == "started"
         assert isinstance(ws.recv(timeout=5), bytes)
-    wait_for(lambda: not _windows(pc.desktop, INDICATOR_TITLE), 10, "indicator removed", 0.1)
+    wait_for(lambda: not windows(pc.desktop, INDICATOR_TITLE), 10, "indicator removed", 0.1)
 
 
 @pytest.mark.parametrize("user", ["olive", "vera"])
@@ -253,6 +260,6 @@ def test_the_pcs_policy_decides_last(pc: LivePC) -> None:
                 "state": "refused",
                 "reason": "live view is not allowed by this PC's policy",
             }
-        assert not _windows(pc.desktop, INDICATOR_TITLE)
+        assert not windows(pc.desktop, INDICATOR_TITLE)
     finally:
         _set_mode(pc.server, pc.device_id, "allowed")
