@@ -37,12 +37,14 @@ class Monitor:
 @dataclass(frozen=True, slots=True)
 class RawFrame:
     """The pixels of one monitor as captured: ``bgra`` is width*height*4 bytes, each
-    pixel blue, green, red, then an unused byte (X's 32-bit layout)."""
+    pixel blue, green, red, then an unused byte (X's 32-bit layout). The buffer is the
+    capture library's own (a full-HD copy costs more than the capture): read it, do not
+    change it."""
 
     monitor: int
     width: int
     height: int
-    bgra: bytes
+    bgra: bytes | bytearray
 
     def __post_init__(self) -> None:
         if len(self.bgra) != self.width * self.height * 4:
@@ -98,9 +100,7 @@ class ScreenGrabber:
             )
         except mss.exception.ScreenShotError as exc:
             raise CaptureError(f"cannot capture monitor {monitor.index}: {exc}") from None
-        return RawFrame(
-            monitor=monitor.index, width=shot.width, height=shot.height, bgra=bytes(shot.raw)
-        )
+        return RawFrame(monitor=monitor.index, width=shot.width, height=shot.height, bgra=shot.raw)
 
     def close(self) -> None:
         self._mss.close()

@@ -22,12 +22,13 @@ SIGNATURE_SIZE: Final = (64, 36)
 
 
 def signature(raw: RawFrame) -> Image.Image:
-    """The frame as a ``SIGNATURE_SIZE`` grayscale thumbnail."""
-    image = Image.frombuffer("RGB", (raw.width, raw.height), raw.bgra, "raw", "BGRX", 0, 1)
-    # reduce() averages whole blocks (fast, C); resize finishes to the exact size.
-    factor = max(1, min(raw.width // SIGNATURE_SIZE[0], raw.height // SIGNATURE_SIZE[1]))
-    small = image.reduce(factor) if factor > 1 else image
-    return small.resize(SIGNATURE_SIZE, Image.Resampling.BOX).convert("L")
+    """The frame as a ``SIGNATURE_SIZE`` grayscale thumbnail.
+
+    The pixels are read in place as RGBX (no conversion of the full-size picture), so
+    blue and red trade places in the gray weights: harmless for comparing frames of the
+    same screen with each other."""
+    image = Image.frombuffer("RGBX", (raw.width, raw.height), raw.bgra, "raw", "RGBX", 0, 1)
+    return image.resize(SIGNATURE_SIZE, Image.Resampling.BOX).convert("L")
 
 
 class ChangeDetector:

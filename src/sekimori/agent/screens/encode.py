@@ -31,8 +31,13 @@ class EncodedFrame:
 
 
 def to_image(raw: RawFrame) -> Image.Image:
-    """The frame as an RGB Pillow image (no copy of the pixels until Pillow needs one)."""
+    """The frame as an RGB Pillow image."""
     return Image.frombuffer("RGB", (raw.width, raw.height), raw.bgra, "raw", "BGRX", 0, 1)
+
+
+def _swap_red_blue(image: Image.Image) -> Image.Image:
+    blue, green, red, _ = image.split()
+    return Image.merge("RGB", (red, green, blue))
 
 
 def scaled_size(width: int, height: int, scale: float) -> tuple[int, int]:
@@ -48,14 +53,19 @@ def encode(raw: RawFrame, *, scale: float, format: ImageFormat, quality: int) ->
         raise ValueError(f"scale must be in (0, 1], not {scale}")
     if not 1 <= quality <= 100:
         raise ValueError(f"quality must be 1-100, not {quality}")
-    image = to_image(raw)
+    # Scaling works on the captured buffer in place (read as RGBX: no full-size
+    # conversion); only the smaller result has its channels put in order.
+    image = Image.frombuffer("RGBX", (raw.width, raw.height), raw.bgra, "raw", "RGBX", 0, 1)
     size = scaled_size(raw.width, raw.height, scale)
     if size != image.size:
-        factor = round(1 / scale)
-        if scaled_size(raw.width, raw.height, 1 / factor) == size:
-            image = image.reduce(factor)  # exact integer factor: block average, fastest
-        else:
-            image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+        # Block averages by the whole part of the factor (fast), then a bilinear
+        # resize of the much smaller picture for the rest.
+        factor = int(1 / scale + 1e-9)
+        if factor > 1:
+            image = image.reduce(factor)
+        if image.size != size:
+            image = image.resize(size, Image.Resampling.BILINEAR)
+    image = _swap_red_blue(image)
     out = io.BytesIO()
     if format == "jpeg":
         image.save(out, "JPEG", quality=quality, optimize=False, subsampling="4:2:0")
