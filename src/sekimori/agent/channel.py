@@ -26,7 +26,7 @@ import enum
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, WebSocketException
@@ -35,7 +35,6 @@ from sekimori import __version__
 from sekimori.agent.backoff import Backoff
 from sekimori.agent.host import HostInfo
 from sekimori.agent.identity import Identity, client_ssl_context
-from sekimori.agent.live import LiveView
 from sekimori.agent.outbox import Outbox
 from sekimori.protocol import (
     CAPABILITY_LIVE,
@@ -59,6 +58,9 @@ from sekimori.protocol import (
 )
 from sekimori.protocol.messages import Message
 from sekimori.settings import AgentSettings
+
+if TYPE_CHECKING:
+    from sekimori.agent.live import LiveView
 
 __all__ = ["ChannelClient", "ChannelEnd", "FatalRefusal"]
 

@@ -30,20 +30,22 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sekimori.agent.indicator import Indicator, ask_consent
 from sekimori.agent.platform.linux.display import (
     NoDisplay,
     RemoteDisplay,
     WaylandSession,
     find_display,
 )
-from sekimori.agent.screens import CaptureError, ImageFormat, ScreenGrabber, encode
 from sekimori.clock import now_us
 from sekimori.protocol import MAX_LIVE_FRAME_BYTES, LiveFrame, LiveStart, LiveState, LiveStop
 from sekimori.protocol.messages import Message
 from sekimori.protocol.policy import LiveViewPolicy
+
+if TYPE_CHECKING:
+    from sekimori.agent.indicator import Indicator
+    from sekimori.agent.screens import ImageFormat, ScreenGrabber
 
 __all__ = ["LiveView", "display_settings"]
 
@@ -128,6 +130,11 @@ class LiveView:
             self._session = None
 
     async def _session_body(self, session: _Session, send: Send) -> None:
+        # Imported on the first session: X, Pillow and mss stay out of an agent that
+        # is never watched (its memory footprint is a goal of its own).
+        from sekimori.agent.indicator import Indicator, ask_consent  # noqa: PLC0415
+        from sekimori.agent.screens import ScreenGrabber  # noqa: PLC0415
+
         start = session.start
         policy = self._policy()
         if policy.mode == "off":
@@ -189,6 +196,8 @@ class LiveView:
         grabber: ScreenGrabber,
         limit: float,
     ) -> str:
+        from sekimori.agent.screens import CaptureError, encode  # noqa: PLC0415
+
         start = session.start
         loop = asyncio.get_running_loop()
         monitors = grabber.monitors()
