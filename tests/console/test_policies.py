@@ -61,7 +61,10 @@ def _post(http: ConsoleClient, url: str, data: Form) -> httpx.Response:
 def _form(**changes: str | list[str] | None) -> Form:
     """The editor's fields for the default policy, with ``changes`` (None: leave the
     field out, as a browser does for an unticked checkbox)."""
-    data: dict[str, str | list[str] | None] = {f"collector_{n}": "on" for n in COLLECTOR_NAMES}
+    defaults = Policy().collectors  # every collector on but screens
+    data: dict[str, str | list[str] | None] = {
+        f"collector_{n}": "on" for n in COLLECTOR_NAMES if getattr(defaults, n).enabled
+    }
     data.update(
         record_window_titles="on",
         wh_days=["mon", "tue", "wed", "thu", "fri"],

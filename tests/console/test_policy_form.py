@@ -125,9 +125,13 @@ def test_any_yaml_data_is_a_policy_or_an_error_on_the_form(data: dict[str, Any])
     if isinstance(outcome, PolicyError):
         assert field_error(outcome).field == "advanced"
     else:
-        # Accepted: exactly those collector settings, and every collector still on.
+        # Accepted: exactly those collector settings, and every collector still on or
+        # off as the form said (the default policy's: screens off, the others on).
         sections = msgspec.to_builtins(outcome.collectors)
-        assert all(section["enabled"] for section in sections.values())
+        defaults = msgspec.to_builtins(Policy().collectors)
+        assert {n: s["enabled"] for n, s in sections.items()} == {
+            n: s["enabled"] for n, s in defaults.items()
+        }
 
 
 def test_deep_nesting_is_refused_not_a_crash() -> None:

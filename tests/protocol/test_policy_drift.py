@@ -23,6 +23,7 @@ LOCAL_ONLY: dict[str, set[str]] = {
     "devices": {"usb_root", "mountinfo", "sys_root", "media_roots"},
     "sessions": {"utmp_path", "boot_id_path", "stat_path"},
     "printing": {"page_log_path", "page_log_format", "cupsd_path"},
+    "screens": {"display", "xauthority"},
 }
 
 
@@ -71,9 +72,10 @@ def _sample(t: mi.Type) -> object:
     if isinstance(t, mi.BoolType):
         return False
     if isinstance(t, mi.IntType):
-        return max(t.ge or 1, 64)
+        value = max(t.ge or 1, 64)
+        return value if t.le is None else min(value, t.le)
     if isinstance(t, mi.FloatType):
-        return 2.5
+        return 2.5 if t.le is None else min(2.5, t.le)
     if isinstance(t, mi.ListType):
         return [_sample(t.item_type)]
     if isinstance(t, mi.LiteralType):

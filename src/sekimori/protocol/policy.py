@@ -42,6 +42,7 @@ __all__ = [
     "PrivacyPolicy",
     "ProcessesPolicy",
     "RetentionPolicy",
+    "ScreensPolicy",
     "SessionsPolicy",
     "WebPolicy",
     "WindowPolicy",
@@ -137,6 +138,22 @@ class PrintingPolicy(_Section):
     interval_seconds: Positive | None = None
 
 
+class ScreensPolicy(_Section):
+    """Screen capture. The one section that is off unless the policy turns it on:
+    pictures of the screen are the most sensitive thing an agent can record."""
+
+    enabled: bool = False
+    interval_seconds: NonNegative | None = None
+    on_window_change: bool | None = None
+    max_bytes_per_day: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    scale: Annotated[float, msgspec.Meta(gt=0, le=1)] | None = None
+    format: Literal["jpeg", "webp"] | None = None
+    quality: Annotated[int, msgspec.Meta(ge=1, le=100)] | None = None
+    burst_frames: Annotated[int, msgspec.Meta(ge=0, le=60)] | None = None
+    change_threshold: Annotated[float, msgspec.Meta(ge=0, le=255)] | None = None
+    exclude_applications: Patterns | None = None
+
+
 class CollectorPolicies(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """One section per collector of the agent's registry (same names)."""
 
@@ -149,6 +166,7 @@ class CollectorPolicies(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
     devices: DevicesPolicy = msgspec.field(default_factory=DevicesPolicy)
     sessions: SessionsPolicy = msgspec.field(default_factory=SessionsPolicy)
     printing: PrintingPolicy = msgspec.field(default_factory=PrintingPolicy)
+    screens: ScreensPolicy = msgspec.field(default_factory=ScreensPolicy)
 
 
 COLLECTOR_NAMES: tuple[str, ...] = CollectorPolicies.__struct_fields__
@@ -257,6 +275,9 @@ def collector_overrides(policy: Policy, name: str) -> dict[str, Any]:
         # The stricter setting wins: a section cannot turn titles back on.
         if not privacy.record_window_titles:
             out["record_titles"] = False
+        _extend(out, "exclude_applications", policy.excluded_applications)
+    elif name == "screens":
+        # An application never recorded is never captured on screen either.
         _extend(out, "exclude_applications", policy.excluded_applications)
     elif name == "web":
         if privacy.mask_urls_to_domain:

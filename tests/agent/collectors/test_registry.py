@@ -45,7 +45,7 @@ def test_only_enabled_collectors_are_imported() -> None:
 
 
 def test_the_table_maps_each_name_to_its_collector() -> None:
-    assert len(COLLECTORS) == 9
+    assert len(COLLECTORS) == 10
     assert "window" in COLLECTORS and "nope" not in COLLECTORS
     for name in COLLECTORS:
         cls = COLLECTORS[name]

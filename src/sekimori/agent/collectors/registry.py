@@ -67,5 +67,6 @@ COLLECTORS: Final = CollectorTable(
         "devices": f"{_PACKAGE}.devices:DeviceCollector",
         "sessions": f"{_PACKAGE}.sessions:SessionCollector",
         "printing": f"{_PACKAGE}.printing:PrintingCollector",
+        "screens": f"{_PACKAGE}.screens:ScreensCollector",
     }
 )

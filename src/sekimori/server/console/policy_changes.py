@@ -24,6 +24,7 @@ COLLECTOR_LABELS: dict[str, str] = {
     "devices": N_("USB devices and media"),
     "sessions": N_("Logons and sessions"),
     "printing": N_("Printing"),
+    "screens": N_("Screen recording"),
 }
 RETENTION_LABELS: dict[str, str] = {
     "agent": N_("Agent events"),
