@@ -130,16 +130,16 @@ class LiveView:
             self._session = None
 
     async def _session_body(self, session: _Session, send: Send) -> None:
-        # Imported on the first session: X, Pillow and mss stay out of an agent that
-        # is never watched (its memory footprint is a goal of its own).
-        from sekimori.agent.indicator import Indicator, ask_consent  # noqa: PLC0415
-        from sekimori.agent.screens import ScreenGrabber  # noqa: PLC0415
-
         start = session.start
         policy = self._policy()
         if policy.mode == "off":
             await send(_state(start, "refused", "live view is not allowed by this PC's policy"))
             return
+        # Imported on the first session allowed: X, Pillow and mss stay out of an agent
+        # that is never watched (its memory footprint is a goal of its own).
+        from sekimori.agent.indicator import Indicator, ask_consent  # noqa: PLC0415
+        from sekimori.agent.screens import ScreenGrabber  # noqa: PLC0415
+
         try:
             target = find_display(
                 display=self._display, xauthority=self._xauthority, env=os.environ
