@@ -57,7 +57,8 @@ REQUIRED_PROGRAMS: dict[str, str] = {
 }
 _START_TIMEOUT = 30.0
 _COMMAND_TIMEOUT = 15.0
-_XVFB_ARGS = ("-screen", "0", "1280x800x24", "-nolisten", "tcp")
+_SCREEN = "1280x800x24"
+_XVFB_ARGS = ("-nolisten", "tcp")
 
 
 def missing_programs() -> list[str]:
@@ -174,7 +175,7 @@ class Desktop:
         return True
 
 
-def _start_xvfb(xauthority: Path, stack: ExitStack) -> str:
+def _start_xvfb(xauthority: Path, stack: ExitStack, screen: str = _SCREEN) -> str:
     """Start Xvfb on a display number it picks itself; returns ``":N"``."""
     cookie = secrets.token_hex(16)
     # The server accepts every cookie of its -auth file whatever display the entry
@@ -189,7 +190,15 @@ def _start_xvfb(xauthority: Path, stack: ExitStack) -> str:
     read_fd, write_fd = os.pipe()
     try:
         proc = subprocess.Popen(
-            [_exe("Xvfb"), "-displayfd", str(write_fd), "-auth", str(server_auth), *_XVFB_ARGS],
+            [
+                _exe("Xvfb"),
+                "-displayfd",
+                str(write_fd),
+                "-auth",
+                str(server_auth),
+                *("-screen", "0", screen),
+                *_XVFB_ARGS,
+            ],
             pass_fds=(write_fd,),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -220,12 +229,13 @@ def _start_xvfb(xauthority: Path, stack: ExitStack) -> str:
 
 
 @contextlib.contextmanager
-def running_desktop(workdir: Path) -> Iterator[Desktop]:
-    """Xvfb + openbox with their files under ``workdir``; everything stops on exit."""
+def running_desktop(workdir: Path, screen: str = _SCREEN) -> Iterator[Desktop]:
+    """Xvfb + openbox with their files under ``workdir``; everything stops on exit.
+    ``screen``: Xvfb's screen, WIDTHxHEIGHTxDEPTH."""
     workdir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         xauthority = workdir / "Xauthority"
-        desktop = Desktop(_start_xvfb(xauthority, stack), xauthority, stack)
+        desktop = Desktop(_start_xvfb(xauthority, stack, screen), xauthority, stack)
         desktop.spawn([_exe("openbox"), "--sm-disable"])
         deadline = time.monotonic() + _START_TIMEOUT
         # openbox is ready once it advertises itself on the root window (EWMH).

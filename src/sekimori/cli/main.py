@@ -187,6 +187,12 @@ def _add_user_commands(
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
 
 
+def _bench_screens(args: argparse.Namespace) -> int:
+    from sekimori.bench import screens
+
+    return screens.main(args)
+
+
 def _bench_live(args: argparse.Namespace) -> int:
     from sekimori.bench import live
 
@@ -394,6 +400,15 @@ def build_parser() -> argparse.ArgumentParser:
         "of --devices PCs and --events events over 30 days, beside a /healthz round trip "
         "and a raw count(*).",
     )
+    screens = add(
+        bench_sub,
+        "screens",
+        _bench_screens,
+        "Agent cost per screen frame (capture, diff, encode p50/p95) and mean stored frame "
+        "size at 1920x1080 on an office desktop under Xvfb, for each encoding option, beside "
+        "the capture alone.",
+    )
+    screens.add_argument("--steps", type=int, default=60, help="user actions (frames)")
     live = add(
         bench_sub,
         "live",
