@@ -76,6 +76,11 @@ def policies(draw: st.DrawFn) -> Policy:
     if enabled and not (texts[0].strip() and texts[1].strip()):
         texts = ("監視しています。", "This PC is monitored.")
     data["notice_mode"] = {"enabled": enabled, "text_ja": texts[0], "text_en": texts[1]}
+    data["live_view"] = {
+        "mode": draw(st.sampled_from(["off", "allowed", "consent"])),
+        "consent_timeout_seconds": draw(st.integers(5, 300)),
+        "max_minutes": draw(st.integers(1, 480)),
+    }
     return validate_policy(data)
 
 

@@ -52,6 +52,14 @@ _LABELS: dict[str, str] = {
     "notice_mode.text_en": N_("Notice text (English)"),
     "excluded_applications": N_("Applications never recorded"),
     "excluded_domains": N_("Web domains never recorded"),
+    "live_view.mode": N_("Live view of the screen"),
+    "live_view.consent_timeout_seconds": N_("Live view: seconds the user has to answer"),
+    "live_view.max_minutes": N_("Live view: longest session (minutes)"),
+}
+LIVE_VIEW_MODES: dict[str, str] = {
+    "off": N_("Not allowed"),
+    "allowed": N_("Allowed (the user sees an indicator)"),
+    "consent": N_("Allowed with the user's consent"),
 }
 _DAY_LABELS = dict(DAYS)
 
@@ -91,6 +99,8 @@ def _value(path: str, value: Any) -> str:
         return _none(path)
     if isinstance(value, bool):
         return gettext(N_("On")) if value else gettext(N_("Off"))
+    if path == "live_view.mode" and value in LIVE_VIEW_MODES:
+        return gettext(LIVE_VIEW_MODES[value])
     if path.startswith("retention_days.") and isinstance(value, int):
         return gettext(N_("%(n)s days")) % {"n": value}
     if path == "privacy.working_hours_only.days" and isinstance(value, list):

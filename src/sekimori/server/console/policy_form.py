@@ -66,6 +66,9 @@ class PolicyForm:
     excluded_domains: str = ""
     retention: dict[str, str] = field(default_factory=dict)
     advanced: str = ""
+    live_view: str = "off"
+    live_consent_timeout: str = "30"
+    live_max_minutes: str = "60"
 
 
 def form_from_policy(policy: Policy, *, timezone: str) -> PolicyForm:
@@ -87,6 +90,9 @@ def form_from_policy(policy: Policy, *, timezone: str) -> PolicyForm:
             for name in RETENTION_DOMAINS
         },
         advanced=_advanced_text(policy),
+        live_view=policy.live_view.mode,
+        live_consent_timeout=str(policy.live_view.consent_timeout_seconds),
+        live_max_minutes=str(policy.live_view.max_minutes),
     )
     hours = policy.privacy.working_hours_only
     if hours is not None:
@@ -136,6 +142,9 @@ def form_from_submission(form: FormData) -> PolicyForm:
         excluded_domains=_text(form, "excluded_domains"),
         retention={name: _text(form, f"retention_{name}").strip() for name in RETENTION_DOMAINS},
         advanced=_text(form, "advanced"),
+        live_view=_text(form, "live_view").strip() or "off",
+        live_consent_timeout=_text(form, "live_consent_timeout").strip(),
+        live_max_minutes=_text(form, "live_max_minutes").strip(),
     )
 
 
@@ -187,6 +196,11 @@ def policy_document(form: PolicyForm) -> dict[str, Any]:
         "excluded_applications": _lines(form.excluded_applications),
         "excluded_domains": _lines(form.excluded_domains),
         "retention_days": {name: _days(days) for name, days in form.retention.items()},
+        "live_view": {
+            "mode": form.live_view,
+            "consent_timeout_seconds": _days(form.live_consent_timeout) or 30,
+            "max_minutes": _days(form.live_max_minutes) or 60,
+        },
     }
 
 
@@ -245,6 +259,9 @@ _FIELDS = {
     "excluded_domains": "excluded_domains",
     "advanced": "advanced",
     "collectors": "advanced",
+    "live_view.mode": "live_view",
+    "live_view.consent_timeout_seconds": "live_consent_timeout",
+    "live_view.max_minutes": "live_max_minutes",
 }
 
 
