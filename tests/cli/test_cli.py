@@ -22,6 +22,7 @@ SUBCOMMANDS = [
     ("device", "revoke"),
     ("events",),
     ("rollup", "rebuild"),
+    ("screens", "rotate-key"),
     ("user", "add"),
     ("user", "list"),
     ("user", "passwd"),
