@@ -263,3 +263,34 @@ def test_the_pcs_policy_decides_last(pc: LivePC) -> None:
         assert not windows(pc.desktop, INDICATOR_TITLE)
     finally:
         _set_mode(pc.server, pc.device_id, "allowed")
+
+
+def test_a_recorded_session_keeps_a_picture_a_second_with_the_screen_frames(pc: LivePC) -> None:
+    def recorded() -> int:
+        return pc.server.scalar(
+            "SELECT COUNT(*) FROM events WHERE device_id = :d AND kind = 'screen.frame'",
+            d=pc.device_id,
+        )
+
+    before = recorded()
+    with _ws(pc, "alice", "?record=1") as ws:
+        assert _state(ws)["state"] == "waiting"
+        assert _state(ws)["state"] == "started"
+        first = time.monotonic()
+        while time.monotonic() - first < 3.5:
+            assert isinstance(ws.recv(timeout=5), bytes)
+    # 3.5 s at one a second: 3 or 4 pictures, through the outbox, stored as frames.
+    wait_for(lambda: recorded() - before >= 3, 20, "recorded frames stored", 0.2)
+    assert recorded() - before <= 5
+    with pc.server.engine().connect() as conn:
+        payloads = [
+            json.loads(p)
+            for (p,) in conn.exec_driver_sql(
+                "SELECT payload FROM events WHERE device_id = ? AND kind = 'screen.frame'",
+                (pc.device_id,),
+            )
+        ]
+    assert {p["trigger"] for p in payloads} == {"live"}
+    assert {(p["width"], p["height"], p["screen_width"]) for p in payloads} == {(640, 400, 1280)}
+    starts = [e for e in _audit(pc, "live.start") if e.get("recorded")]
+    assert len(starts) == 1 and starts[0]["actor"] == "alice"

@@ -41,6 +41,7 @@ starts = st.builds(
     monitor=st.integers(0, 32),
     consent_required=st.booleans(),
     max_seconds=st.integers(1, 86400),
+    record=st.booleans(),
 )
 stops = st.builds(LiveStop, session_id=session_ids, reason=st.text(max_size=500))
 states = st.builds(

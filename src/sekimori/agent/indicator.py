@@ -67,9 +67,11 @@ def _font(size: int) -> tuple[Any, bool]:
     return ImageFont.load_default(size), False
 
 
-def indicator_text(viewer: str, japanese: bool) -> str:
-    english = f"Your screen is being viewed by {viewer}"
-    return f"画面を閲覧中: {viewer}  /  {english}" if japanese else english
+def indicator_text(viewer: str, japanese: bool, recorded: bool = False) -> str:
+    english = f"Your screen is being viewed by {viewer}" + (" and recorded" if recorded else "")
+    if not japanese:
+        return english
+    return f"画面を閲覧中{'・録画中' if recorded else ''}: {viewer}  /  {english}"
 
 
 def _pixmap(display: Display, window: Any, image: Image.Image) -> Any:
@@ -104,7 +106,9 @@ class Indicator:
     """The red bar at the top of the screen while it is watched. ``close()`` removes it
     (also when the X server went away)."""
 
-    def __init__(self, display: str, xauthority: str | None, viewer: str) -> None:
+    def __init__(
+        self, display: str, xauthority: str | None, viewer: str, recorded: bool = False
+    ) -> None:
         self._display = _open_display(display, xauthority)
         self._stop = threading.Event()
         try:
@@ -113,7 +117,7 @@ class Indicator:
             font, japanese = _font(16)
             image = Image.new("RGB", (width, BAR_HEIGHT), _RED)
             draw = ImageDraw.Draw(image)
-            text = indicator_text(viewer, japanese)
+            text = indicator_text(viewer, japanese, recorded)
             box = draw.textbbox((0, 0), text, font=font)
             left = max(8, (width - (box[2] - box[0])) // 2)
             draw.text((left, (BAR_HEIGHT - (box[3] - box[1])) // 2 - box[1]), text, _WHITE, font)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import hashlib
 import logging
 import os
 import threading
@@ -40,18 +41,24 @@ from sekimori.agent.platform.linux.display import (
 )
 from sekimori.clock import now_us
 from sekimori.protocol import MAX_LIVE_FRAME_BYTES, LiveFrame, LiveStart, LiveState, LiveStop
+from sekimori.protocol.events.screen import ScreenFrame
 from sekimori.protocol.messages import Message
 from sekimori.protocol.policy import LiveViewPolicy
 
 if TYPE_CHECKING:
     from sekimori.agent.indicator import Indicator
-    from sekimori.agent.screens import ImageFormat, ScreenGrabber
+    from sekimori.agent.screens import EncodedFrame, ImageFormat, ScreenGrabber
+    from sekimori.agent.screens import Monitor as ScreenMonitor
 
 __all__ = ["LiveView", "display_settings"]
 
 log = logging.getLogger(__name__)
 
 Send = Callable[[Message], Awaitable[None]]
+# Keeps a recorded picture: (payload, capture time µs) -> into the outbox.
+Record = Callable[[ScreenFrame, int], object]
+# A recorded session keeps at most one picture per monitor this often.
+RECORD_EVERY_SECONDS = 1.0
 
 
 def display_settings(collectors: dict[str, dict[str, Any]]) -> tuple[str, str]:
@@ -77,9 +84,14 @@ class LiveView:
     ``display``/``xauthority`` come from the agent's settings ("" = find it)."""
 
     def __init__(
-        self, policy: Callable[[], LiveViewPolicy], display: str = "", xauthority: str = ""
+        self,
+        policy: Callable[[], LiveViewPolicy],
+        display: str = "",
+        xauthority: str = "",
+        record: Record | None = None,
     ) -> None:
         self._policy = policy
+        self._record = record
         self._display = display
         self._xauthority = xauthority
         self._session: _Session | None = None
@@ -166,6 +178,7 @@ class LiveView:
             await send(_state(start, "stopped", session.reason))
             return
         limit = min(float(start.max_seconds), policy.max_minutes * 60.0)
+        recording = start.record and self._record is not None
         # One thread for the X connections of this session (not thread-safe).
         pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="live")
         loop = asyncio.get_running_loop()
@@ -173,7 +186,7 @@ class LiveView:
         grabber: ScreenGrabber | None = None
         try:
             indicator = await loop.run_in_executor(
-                pool, Indicator, target.display, xauthority, start.viewer
+                pool, Indicator, target.display, xauthority, start.viewer, recording
             )
             grabber = await loop.run_in_executor(pool, ScreenGrabber, target.display, xauthority)
             log.info("live view %s for %s started", start.session_id, start.viewer)
@@ -208,6 +221,7 @@ class LiveView:
         period = 1.0 / start.max_fps
         ends = time.monotonic() + limit
         seq = 0
+        recorded: dict[int, float] = {}
         fmt: ImageFormat = "webp" if start.format == "webp" else "jpeg"
         while not session.cancel.is_set():
             tick = time.monotonic()
@@ -228,6 +242,11 @@ class LiveView:
                 if len(picture.data) > MAX_LIVE_FRAME_BYTES:
                     continue  # a huge screen at full quality: skip rather than break
                 seq += 1
+                if start.record and self._record is not None:
+                    last = recorded.get(monitor.index)
+                    if last is None or tick - last >= RECORD_EVERY_SECONDS:
+                        recorded[monitor.index] = tick
+                        self._keep(picture, monitor, captured)
                 await send(
                     LiveFrame(
                         session_id=start.session_id,
@@ -244,6 +263,24 @@ class LiveView:
             if wait > 0:
                 await asyncio.to_thread(session.cancel.wait, wait)
         return session.reason or "stopped"
+
+    def _keep(self, picture: EncodedFrame, monitor: ScreenMonitor, captured_us: int) -> None:
+        if self._record is None:
+            return
+        self._record(
+            ScreenFrame(
+                monitor=monitor.index,
+                width=picture.width,
+                height=picture.height,
+                screen_width=monitor.width,
+                screen_height=monitor.height,
+                format=picture.format,
+                image=picture.data,
+                sha256=hashlib.sha256(picture.data).hexdigest(),
+                trigger="live",
+            ),
+            captured_us,
+        )
 
 
 def _state(start: LiveStart, state: str, reason: str = "") -> LiveState:

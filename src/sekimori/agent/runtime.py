@@ -80,8 +80,11 @@ async def _main(settings: AgentSettings, identity: Identity, outbox: Outbox) -> 
         "agent.started", AgentStarted(version=__version__, pid=os.getpid(), hostname=host.hostname)
     )
     # Live view answers to the policy in force (off unless the group's policy allows it).
+    # A recorded session's pictures go through the outbox like every screen frame.
     live = LiveView(
-        lambda: (policies.active or Policy()).live_view, *display_settings(settings.collectors)
+        lambda: (policies.active or Policy()).live_view,
+        *display_settings(settings.collectors),
+        record=lambda frame, time_us: outbox.append("screen.frame", frame, time_us=time_us),
     )
     client = ChannelClient(identity, outbox, settings, host, on_policy=policies.handle, live=live)
     supervisor.start()

@@ -223,7 +223,10 @@ class LiveStart(Message, tag="live_start"):
     session lasts, and stops by itself after ``max_seconds``.
 
     ``monitor``: 0 for the whole desktop (every monitor), else the monitor's number
-    (1 = the first). ``scale``: the pictures' size relative to the screen."""
+    (1 = the first). ``scale``: the pictures' size relative to the screen.
+    ``record``: the agent also keeps a picture a second as a ``screen.frame`` event
+    (trigger ``live``), sent through its outbox like every event and stored by the
+    server with the other screen frames."""
 
     session_id: LiveSessionId
     viewer: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
@@ -234,6 +237,7 @@ class LiveStart(Message, tag="live_start"):
     monitor: Monitor = 0
     consent_required: bool = False
     max_seconds: Annotated[int, msgspec.Meta(ge=1, le=86400)] = 3600
+    record: bool = False
 
 
 class LiveStop(Message, tag="live_stop"):

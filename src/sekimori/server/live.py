@@ -105,6 +105,7 @@ class LiveSessions:
         monitor: int = 0,
         consent_required: bool = False,
         max_seconds: int = 3600,
+        record: bool = False,
     ) -> LiveSession:
         capable = self._capable(device_id)
         if capable is None:
@@ -129,6 +130,7 @@ class LiveSessions:
                     monitor=monitor,
                     consent_required=consent_required,
                     max_seconds=max_seconds,
+                    record=record,
                 ),
             )
         except (LookupError, ConnectionClosed, OSError):

@@ -2,7 +2,9 @@
 default).
 
 * ``GET /devices/{id}/live``: the viewer page (a canvas, start and stop, the state).
-* ``WS /devices/{id}/live/ws?consent=1``: the session. Authenticated like every page
+* ``WS /devices/{id}/live/ws?consent=1&record=1``: the session (``record``: the PC
+  also keeps a picture a second as a ``screen.frame`` event, trigger ``live``, stored
+  with the other screen frames and shown in their timeline). Authenticated like every page
   (the session cookie; a session waiting for its second factor is refused), the
   role's permission and the user's scope checked (a device of another group is
   refused exactly like one that does not exist), and the Origin must be this console
@@ -16,8 +18,8 @@ u16; monitor, u8; format, u8: 0 JPEG, 1 WebP, 2 PNG) then the image. The browser
 ends the session by closing the socket (or sending ``stop``).
 
 Audited: ``live.start`` when a session is requested (who, which device, whether
-consent was asked) and ``live.end`` when it ends (how long it was live, frames,
-how it ended) — also when the PC refused it.
+consent was asked, whether it is recorded) and ``live.end`` when it ends (how long it
+was live, frames, how it ended) — also when the PC refused it.
 """
 
 from __future__ import annotations
@@ -108,6 +110,7 @@ async def live_socket(websocket: WebSocket) -> None:
         return
     user, device = found
     consent = websocket.query_params.get("consent") == "1"
+    record = websocket.query_params.get("record") == "1"
     client_ip = websocket.client.host if websocket.client else ""
 
     def audit(action: str, **detail: Any) -> None:
@@ -129,12 +132,15 @@ async def live_socket(websocket: WebSocket) -> None:
             scale=LIVE_SCALE,
             quality=LIVE_QUALITY,
             consent_required=consent,
+            record=record,
         )
     except LiveUnavailable as exc:
         await _send_state(websocket, "unavailable", str(exc))
         await websocket.close()
         return
-    await run_in_threadpool(audit, "live.start", session=session.id, consent_asked=consent)
+    await run_in_threadpool(
+        audit, "live.start", session=session.id, consent_asked=consent, recorded=record
+    )
     outcome = "closed by the viewer"
     try:
         await _send_state(websocket, "waiting", "")

@@ -14,6 +14,7 @@
   var startBtn = document.getElementById("live-start");
   var stopBtn = document.getElementById("live-stop");
   var consent = document.getElementById("live-consent");
+  var record = document.getElementById("live-record");
   var types = ["image/jpeg", "image/webp", "image/png"];
   var socket = null;
   var frames = 0;
@@ -59,7 +60,10 @@
   function start() {
     if (socket) return;
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    var url = scheme + location.host + root.dataset.ws + (consent.checked ? "?consent=1" : "");
+    var query = [];
+    if (consent.checked) query.push("consent=1");
+    if (record.checked) query.push("record=1");
+    var url = scheme + location.host + root.dataset.ws + (query.length ? "?" + query.join("&") : "");
     frames = 0;
     recent = [];
     show("connecting");
