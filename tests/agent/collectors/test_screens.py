@@ -29,6 +29,7 @@ from sekimori.clock import now_us
 from sekimori.protocol.codec import decode_payload
 from sekimori.protocol.events.agent import AgentLog
 from sekimori.protocol.events.screen import ScreenFrame
+from sekimori.protocol.policy import Policy, collector_overrides
 from tests.agent.screens.monitors import split_monitors
 from tests.agent.screens.test_capture import geometry, near
 from tests.desktop import Desktop, XTerm, desktop_fixture  # noqa: F401
@@ -264,3 +265,22 @@ def test_a_burst_sends_frames_from_before_it_and_after(desktop: Desktop, outbox:
     before = [t for t, _, _ in sent if t < asked]
     assert len(before) == 2
     assert len(sent) == 3
+
+
+def test_a_policy_leaves_screens_off_unless_it_turns_them_on() -> None:
+    default = collector_overrides(Policy(), "screens")
+    assert default == {"enabled": False}
+    assert msgspec.convert(default, ScreensSettings).enabled is False
+    policy = msgspec.convert(
+        {
+            "collectors": {"screens": {"enabled": True, "exclude_applications": ["keepassxc"]}},
+            "excluded_applications": ["Banking", "keepassxc"],
+        },
+        Policy,
+    )
+    settings = msgspec.convert(collector_overrides(policy, "screens"), ScreensSettings)
+    assert settings.enabled is True
+    # An application the policy never records is never captured either.
+    assert settings.exclude_applications == ["keepassxc", "Banking"]
+    with pytest.raises(msgspec.ValidationError, match="scale"):
+        msgspec.convert({"collectors": {"screens": {"scale": 1.5}}}, Policy)
