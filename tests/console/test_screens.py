@@ -195,6 +195,9 @@ def test_jump_to_links_from_logs_and_the_device_page(seeded: Seeded, alice: Cons
     assert sorted(int(t) for t in links) == seeded.times
     device = alice.get(f"/devices/{seeded.sales}")
     assert f'href="/devices/{seeded.sales}/screens"' in device.text
+    activity = alice.get(f"/devices/{seeded.sales}", params={"tab": "activity"})
+    assert activity.status_code == 200
+    assert 'data-kind="screen.frame"' in activity.text
     assert 'href="/screens"' in device.text  # the menu
 
 
