@@ -1,15 +1,20 @@
 """The agent's live-view handler without a display: the policy refuses before anything
-touches X; the display comes from the agent's settings. (With a real X display, server
-and console: tests/console/test_live.py.)"""
+touches X; the display comes from the agent's settings. On a real X display (Xvfb):
+the maximum duration, live_stop, one session at a time. (With the server and the
+console: tests/console/test_live.py.)"""
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import time
 
+from sekimori.agent.indicator import INDICATOR_TITLE
 from sekimori.agent.live import LiveView, display_settings
-from sekimori.protocol import LiveStart, LiveState
+from sekimori.protocol import LiveFrame, LiveStart, LiveState, LiveStop
 from sekimori.protocol.messages import Message
 from sekimori.protocol.policy import LiveViewPolicy
+from tests.desktop import Desktop, desktop_fixture  # noqa: F401 - the fixture
 
 
 def test_policy_off_refuses_without_touching_the_screen() -> None:
@@ -55,3 +60,81 @@ def test_the_display_comes_from_the_screens_then_the_window_settings() -> None:
     assert display_settings(window) == (":1", "/run/x/cookie")
     both = {"screens": {"display": ":2"}, **window}
     assert display_settings(both) == (":2", "")
+
+
+def _collect(desktop: Desktop, starts: list[LiveStart], stop_after: float | None) -> list[Message]:
+    """Run LiveView on the real display for ``starts``; with ``stop_after``, send
+    ``live_stop`` for the first one then. Returns every message it sent, in order."""
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def scenario() -> None:
+        live = LiveView(
+            lambda: LiveViewPolicy(mode="allowed"),
+            display=desktop.display,
+            xauthority=str(desktop.xauthority),
+        )
+        for start in starts:
+            live.start(start, send)
+        if stop_after is not None:
+            await asyncio.sleep(stop_after)
+            live.stop(LiveStop(session_id=starts[0].session_id, reason="enough"))
+        deadline = time.monotonic() + 15
+        while live.active is not None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await live.stop_all("test over")
+
+    asyncio.run(scenario())
+    return sent
+
+
+def _states(sent: list[Message]) -> list[tuple[str, str, str]]:
+    return [(m.session_id, m.state, m.reason) for m in sent if isinstance(m, LiveState)]
+
+
+def test_a_session_ends_by_itself_after_its_maximum_duration(desktop: Desktop) -> None:
+    started = time.monotonic()
+    sent = _collect(
+        desktop, [LiveStart(session_id="aa", viewer="alice", max_fps=5, max_seconds=2)], None
+    )
+    assert 2 <= time.monotonic() - started < 10
+    assert _states(sent) == [
+        ("aa", "started", ""),
+        ("aa", "stopped", "the maximum duration was reached"),
+    ]
+    frames = [m for m in sent if isinstance(m, LiveFrame)]
+    assert 6 <= len(frames) <= 12  # 5 a second for 2 seconds
+    assert [f.seq for f in frames] == list(range(1, len(frames) + 1))
+    assert not _indicators(desktop)
+
+
+def test_live_stop_ends_it_and_a_second_request_meanwhile_is_refused(desktop: Desktop) -> None:
+    sent = _collect(
+        desktop,
+        [
+            LiveStart(session_id="bb", viewer="alice", max_fps=4),
+            LiveStart(session_id="cc", viewer="bob"),
+        ],
+        stop_after=1.5,
+    )
+    assert _states(sent) == [
+        ("cc", "refused", "another live-view session is running on this PC"),
+        ("bb", "started", ""),
+        ("bb", "stopped", "enough"),
+    ]
+    assert all(m.session_id == "bb" for m in sent if isinstance(m, LiveFrame))
+    assert not _indicators(desktop)
+
+
+def _indicators(desktop: Desktop) -> list[str]:
+    done = subprocess.run(
+        ["xdotool", "search", "--name", f"^{INDICATOR_TITLE}$"],
+        env=desktop.env,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    return done.stdout.split()
