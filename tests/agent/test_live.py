@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
+from collections.abc import Callable
 
 from sekimori.agent.indicator import INDICATOR_TITLE
 from sekimori.agent.live import LiveView, display_settings
@@ -62,7 +63,12 @@ def test_the_display_comes_from_the_screens_then_the_window_settings() -> None:
     assert display_settings(both) == (":2", "")
 
 
-def _collect(desktop: Desktop, starts: list[LiveStart], stop_after: float | None) -> list[Message]:
+def _collect(
+    desktop: Desktop,
+    starts: list[LiveStart],
+    stop_after: float | None,
+    policy: Callable[[], LiveViewPolicy] = lambda: LiveViewPolicy(mode="allowed"),
+) -> list[Message]:
     """Run LiveView on the real display for ``starts``; with ``stop_after``, send
     ``live_stop`` for the first one then. Returns every message it sent, in order."""
     sent: list[Message] = []
@@ -72,7 +78,7 @@ def _collect(desktop: Desktop, starts: list[LiveStart], stop_after: float | None
 
     async def scenario() -> None:
         live = LiveView(
-            lambda: LiveViewPolicy(mode="allowed"),
+            policy,
             display=desktop.display,
             xauthority=str(desktop.xauthority),
         )
@@ -138,3 +144,17 @@ def _indicators(desktop: Desktop) -> list[str]:
         check=False,
     )
     return done.stdout.split()
+
+
+def test_a_policy_that_switches_live_view_off_ends_the_session(desktop: Desktop) -> None:
+    switched = time.monotonic() + 1.0
+
+    def policy() -> LiveViewPolicy:
+        return LiveViewPolicy(mode="allowed" if time.monotonic() < switched else "off")
+
+    sent = _collect(desktop, [LiveStart(session_id="dd", viewer="alice")], None, policy)
+    assert _states(sent) == [
+        ("dd", "started", ""),
+        ("dd", "stopped", "live view was switched off by the PC's policy"),
+    ]
+    assert not _indicators(desktop)

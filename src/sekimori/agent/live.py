@@ -227,6 +227,8 @@ class LiveView:
             tick = time.monotonic()
             if tick >= ends:
                 return "the maximum duration was reached"
+            if self._policy().mode == "off":
+                return "live view was switched off by the PC's policy"
             for monitor in monitors:
                 captured = now_us()
                 try:
