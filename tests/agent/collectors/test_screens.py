@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -284,3 +285,21 @@ def test_a_policy_leaves_screens_off_unless_it_turns_them_on() -> None:
     assert settings.exclude_applications == ["keepassxc", "Banking"]
     with pytest.raises(msgspec.ValidationError, match="scale"):
         msgspec.convert({"collectors": {"screens": {"scale": 1.5}}}, Policy)
+
+
+def test_a_budget_spent_yesterday_does_not_stop_today(desktop: Desktop, outbox: Outbox) -> None:
+    term = desktop.xterm("today", args=("-bg", "blue", "-geometry", "120x40+20+20"))
+    desktop.focus(term.window)
+    yesterday = (datetime.now().astimezone().date() - timedelta(days=1)).isoformat()
+    spent = {"day": yesterday, "bytes": 10_000_000, "exhausted": True}
+    outbox.save_cursor("collector.screens", msgspec.msgpack.encode(spent))
+    with running(make(outbox, desktop, max_bytes_per_day=10_000_000)):
+        frame = wait_frames(outbox, 1)[0][2]
+    assert frame.title == "today"
+    assert logs(outbox) == []
+    saved = msgspec.msgpack.decode(outbox.cursor("collector.screens") or b"")
+    assert saved == {
+        "day": datetime.now().astimezone().date().isoformat(),
+        "bytes": len(frame.image),
+        "exhausted": False,
+    }
