@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 
+from sekimori.protocol.events.screen import ScreenFrame
 from tests.processes import ServerProcess
 
 # The console's browser fixtures (one Chromium per session, a context per test).
@@ -20,6 +22,26 @@ pytest_plugins = ("tests.console.browser",)
 # wall-clock deadline per example would fail on load, not on a bug.
 settings.register_profile("sekimori", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("sekimori")
+
+# Payloads with value constraints (msgspec.Meta) that st.from_type cannot see.
+st.register_type_strategy(
+    ScreenFrame,
+    st.builds(
+        ScreenFrame,
+        monitor=st.integers(0, 64),
+        width=st.integers(1, 16384),
+        height=st.integers(1, 16384),
+        screen_width=st.integers(1, 65535),
+        screen_height=st.integers(1, 65535),
+        format=st.sampled_from(["jpeg", "webp", "png"]),
+        image=st.binary(max_size=64),
+        sha256=st.text("0123456789abcdef", min_size=64, max_size=64),
+        trigger=st.sampled_from(["window_change", "interval", "rule", "live"]),
+        title=st.none() | st.text(max_size=20),
+        application=st.none() | st.text(max_size=20),
+        user=st.none() | st.text(max_size=20),
+    ),
+)
 
 
 PG_URL = os.environ.get("SEKIMORI_TEST_PG_URL")

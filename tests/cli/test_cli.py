@@ -37,6 +37,8 @@ SUBCOMMANDS = [
     ("bench", "ingest"),
     ("bench", "agent"),
     ("bench", "console"),
+    ("bench", "screens"),
+    ("bench", "live"),
 ]
 
 

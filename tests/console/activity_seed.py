@@ -3,6 +3,7 @@ search and report tests (stored with tests.console.seed.add_events, as ingest do
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Final
 
@@ -40,6 +41,7 @@ from sekimori.protocol.events.inventory import (
 from sekimori.protocol.events.network import Connection, NetworkConnections
 from sekimori.protocol.events.printing import PrintJob, PrintPage
 from sekimori.protocol.events.process import ProcessRunning, ProcessStarted, ProcessStopped
+from sekimori.protocol.events.screen import ScreenFrame
 from sekimori.protocol.events.session import Boot, Logoff, Logon, Resume, Shutdown, Suspend
 from sekimori.protocol.events.web import WebVisit
 from sekimori.protocol.events.window import (
@@ -224,6 +226,21 @@ SAMPLES: Final[dict[str, Callable[[str], Payload]]] = {
         paths=["/run/sekimori/notice.txt"],
         text_en="This PC records applications used.",
         text_ja="このPCは使用したアプリケーションを記録します。",
+    ),
+    # As the server stores it: the picture moved to the blob store, image emptied.
+    "screen.frame": lambda u: ScreenFrame(
+        monitor=0,
+        width=768,
+        height=432,
+        screen_width=1920,
+        screen_height=1080,
+        format="jpeg",
+        image=b"",
+        sha256=hashlib.sha256(b"frame").hexdigest(),
+        trigger="window_change",
+        title="見積書.xlsx - LibreOffice Calc",
+        application="libreoffice",
+        user=u,
     ),
     "inventory.hardware": lambda u: _hardware(),
     "inventory.software": lambda u: SoftwareSnapshot(

@@ -672,27 +672,6 @@ def test_payload_cases_match_the_registry() -> None:
         assert type(payload) is EVENT_KINDS[kind]
 
 
-# Payloads with value constraints (msgspec.Meta) that st.from_type cannot see.
-st.register_type_strategy(
-    ScreenFrame,
-    st.builds(
-        ScreenFrame,
-        monitor=st.integers(0, 64),
-        width=st.integers(1, 16384),
-        height=st.integers(1, 16384),
-        screen_width=st.integers(1, 65535),
-        screen_height=st.integers(1, 65535),
-        format=st.sampled_from(["jpeg", "webp", "png"]),
-        image=st.binary(max_size=64),
-        sha256=st.text("0123456789abcdef", min_size=64, max_size=64),
-        trigger=st.sampled_from(["window_change", "interval", "rule", "live"]),
-        title=st.none() | st.text(max_size=20),
-        application=st.none() | st.text(max_size=20),
-        user=st.none() | st.text(max_size=20),
-    ),
-)
-
-
 def test_screen_frames_out_of_range_are_refused() -> None:
     good = ScreenFrame(
         monitor=0, width=960, height=540, screen_width=1920, screen_height=1080,
