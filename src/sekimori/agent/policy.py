@@ -306,16 +306,21 @@ class PolicyManager:
                 and kept.document.encode("utf-8") == document
             ):
                 return PolicyApplied(version=version, ok=True)  # a reconnect: nothing new
+            before = self.active
+            previous_hours = before.privacy.working_hours_only if before else None
             try:
                 policy = decode_policy_document(document)
                 text = document.decode("utf-8")
                 active = None if version == 0 else policy
+                # The gate first: a collector restarted below may emit at once, and
+                # its events must already meet the new hours.
+                self.gate.set(active.privacy.working_hours_only if active else None)
                 restarted = self._reconfigure(active)
             except (InvalidPolicy, CollectorConfigError) as exc:
+                self.gate.set(previous_hours)  # nothing changed after all
                 return self._refuse(group, version, document, str(exc))
             except UnicodeDecodeError as exc:
                 return self._refuse(group, version, document, f"not UTF-8: {exc}")
-            self.gate.set(active.privacy.working_hours_only if active else None)
             self._kept = KeptPolicy(
                 group=group,
                 version=version,
