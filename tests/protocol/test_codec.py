@@ -40,6 +40,7 @@ from sekimori.protocol import (
     PolicyUpdate,
     ProtocolError,
     Rejection,
+    ScreenBurst,
     ServerMessage,
     UnsupportedVersion,
     Welcome,
@@ -283,6 +284,7 @@ def test_the_round_trip_strategies_cover_every_message_type() -> None:
         "PolicyUpdate",
         "LiveStart",
         "LiveStop",
+        "ScreenBurst",
         "ErrorMessage",
     }
 
@@ -780,3 +782,16 @@ def _is_utf8(data: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+@given(st.integers(1, 2**63 - 1), st.text(max_size=128))
+def test_screen_burst_round_trips(alert_id: int, rule_id: str) -> None:
+    message = ScreenBurst(alert_id=alert_id, rule_id=rule_id)
+    assert decode_server_message(encode_message(message), LIMIT) == message
+
+
+@pytest.mark.parametrize("fields", [{"alert_id": 0}, {"rule_id": "r" * 129}, {"alert_id": "1"}])
+def test_bad_screen_bursts_are_refused(fields: dict[str, Any]) -> None:
+    frame = {"v": 1, "t": "screen_burst", "alert_id": 1, "rule_id": "builtin.x"} | fields
+    with pytest.raises(InvalidMessage, match="screen_burst"):
+        decode_server_message(msgspec.msgpack.encode(frame), LIMIT)

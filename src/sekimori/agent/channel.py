@@ -39,6 +39,7 @@ from sekimori.agent.outbox import Outbox
 from sekimori.protocol import (
     CAPABILITY_LIVE,
     CAPABILITY_POLICY,
+    CAPABILITY_SCREEN_BURST,
     Ack,
     Command,
     CommandResult,
@@ -51,6 +52,7 @@ from sekimori.protocol import (
     PolicyApplied,
     PolicyUpdate,
     ProtocolError,
+    ScreenBurst,
     Welcome,
     decode_server_message,
     encode_batch_body,
@@ -98,8 +100,10 @@ class ChannelClient:
         *,
         on_policy: PolicyHandler | None = None,
         live: LiveView | None = None,
+        on_screen_burst: Callable[[], bool] | None = None,
     ) -> None:
         self._identity = identity
+        self._on_screen_burst = on_screen_burst
         self._on_policy = on_policy
         self._live = live
         self._outbox = outbox
@@ -210,6 +214,8 @@ class ChannelClient:
             capabilities.append(CAPABILITY_POLICY)
         if self._live is not None:
             capabilities.append(CAPABILITY_LIVE)
+        if self._on_screen_burst is not None:
+            capabilities.append(CAPABILITY_SCREEN_BURST)
         return capabilities
 
     async def _read(self, ws: ClientConnection) -> object:
@@ -289,6 +295,11 @@ class ChannelClient:
                 self._live.start(message, lambda m: self._send(ws, m))
             elif isinstance(message, LiveStop) and self._live is not None:
                 self._live.stop(message)
+            elif isinstance(message, ScreenBurst) and self._on_screen_burst is not None:
+                if self._on_screen_burst():
+                    log.info(
+                        "screenshot burst for alert %d (%s)", message.alert_id, message.rule_id
+                    )
             else:
                 raise _SessionError(f"unexpected {message.__class__.__name__} from the server")
 

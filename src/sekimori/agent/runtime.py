@@ -50,6 +50,16 @@ def collector_settings(
     return out
 
 
+def _screen_burst(supervisor: Supervisor) -> bool:
+    """A rule fired on the server: ask the screens collector, if it runs, for a burst.
+    (Duck-typed so the screens code is imported only when the policy enables it.)"""
+    request = getattr(supervisor.running("screens"), "request_burst", None)
+    if request is None:
+        return False
+    request()
+    return True
+
+
 async def _main(settings: AgentSettings, identity: Identity, outbox: Outbox) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -86,7 +96,15 @@ async def _main(settings: AgentSettings, identity: Identity, outbox: Outbox) -> 
         *display_settings(settings.collectors),
         record=lambda frame, time_us: outbox.append("screen.frame", frame, time_us=time_us),
     )
-    client = ChannelClient(identity, outbox, settings, host, on_policy=policies.handle, live=live)
+    client = ChannelClient(
+        identity,
+        outbox,
+        settings,
+        host,
+        on_policy=policies.handle,
+        live=live,
+        on_screen_burst=lambda: _screen_burst(supervisor),
+    )
     supervisor.start()
     policies.start(supervisor)
     log.info("collectors running: %s", ", ".join(supervisor.enabled) or "none")

@@ -22,6 +22,7 @@ from sekimori.protocol.events import EVENT_KINDS, Event, Payload
 from sekimori.protocol.messages import (
     CAPABILITY_LIVE,
     CAPABILITY_POLICY,
+    CAPABILITY_SCREEN_BURST,
     MAX_LIVE_FRAME_BYTES,
     PROTOCOL_VERSION,
     Ack,
@@ -41,6 +42,7 @@ from sekimori.protocol.messages import (
     PolicyApplied,
     PolicyUpdate,
     Rejection,
+    ScreenBurst,
     ServerMessage,
     Welcome,
 )
@@ -53,6 +55,7 @@ from sekimori.protocol.policy_document import (
 __all__ = [
     "CAPABILITY_LIVE",
     "CAPABILITY_POLICY",
+    "CAPABILITY_SCREEN_BURST",
     "EVENT_KINDS",
     "MAX_LIVE_FRAME_BYTES",
     "PROTOCOL_VERSION",
@@ -80,6 +83,7 @@ __all__ = [
     "PolicyUpdate",
     "ProtocolError",
     "Rejection",
+    "ScreenBurst",
     "ServerMessage",
     "UnsupportedVersion",
     "Welcome",

@@ -21,6 +21,7 @@ import msgspec
 __all__ = [
     "CAPABILITY_LIVE",
     "CAPABILITY_POLICY",
+    "CAPABILITY_SCREEN_BURST",
     "MAX_LIVE_FRAME_BYTES",
     "MAX_POLICY_DOCUMENT_BYTES",
     "MAX_POLICY_ERROR_CHARS",
@@ -43,6 +44,7 @@ __all__ = [
     "PolicyApplied",
     "PolicyUpdate",
     "Rejection",
+    "ScreenBurst",
     "ServerMessage",
     "Welcome",
 ]
@@ -53,6 +55,8 @@ PROTOCOL_VERSION = 1
 CAPABILITY_POLICY = "policy"  # understands ``policy`` and answers ``policy_applied``
 # understands ``live_start``/``live_stop`` and answers ``live_state``/``live_frame``
 CAPABILITY_LIVE = "live"
+# understands ``screen_burst`` (its screens collector keeps frames for a burst)
+CAPABILITY_SCREEN_BURST = "screen_burst"
 # A policy document on the wire (JSON). The largest valid policy is far bigger in
 # theory (1,000 patterns of 1 KiB per list), but nothing real comes near 1 MiB, and
 # the agent reads server frames of at most 4 MiB.
@@ -245,6 +249,15 @@ class LiveStop(Message, tag="live_stop"):
     reason: LiveReason = ""
 
 
+class ScreenBurst(Message, tag="screen_burst"):
+    """A rule raised an alert about this PC: its screens collector, if the policy has
+    it running, sends the frames it kept from just before and a few more. Data only:
+    it changes nothing on the PC, and an agent without the collector ignores it."""
+
+    alert_id: Annotated[int, msgspec.Meta(ge=1)]
+    rule_id: Annotated[str, msgspec.Meta(max_length=128)]
+
+
 class ErrorMessage(Message, tag="error"):
     code: str
     message: str
@@ -255,5 +268,13 @@ AgentMessage = (
     Enroll | Hello | EventBatch | Heartbeat | CommandResult | PolicyApplied | LiveState | LiveFrame
 )
 ServerMessage = (
-    Enrolled | Welcome | Ack | Command | PolicyUpdate | LiveStart | LiveStop | ErrorMessage
+    Enrolled
+    | Welcome
+    | Ack
+    | Command
+    | PolicyUpdate
+    | LiveStart
+    | LiveStop
+    | ScreenBurst
+    | ErrorMessage
 )

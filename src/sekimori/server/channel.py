@@ -43,6 +43,7 @@ from sekimori.clock import now_us
 from sekimori.protocol import (
     CAPABILITY_LIVE,
     CAPABILITY_POLICY,
+    CAPABILITY_SCREEN_BURST,
     Ack,
     Command,
     CommandResult,
@@ -59,6 +60,7 @@ from sekimori.protocol import (
     PolicyUpdate,
     ProtocolError,
     Rejection,
+    ScreenBurst,
     Welcome,
     decode_agent_message,
     decode_batch_events,
@@ -139,6 +141,7 @@ class _Session:
     policy_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     # Live view (only for agents with the "live" capability).
     wants_live: bool = False
+    wants_burst: bool = False
 
 
 class AgentChannel:
@@ -262,6 +265,7 @@ class AgentChannel:
         self._writer.rules.forget(device_id)
         session = _Session(device_id=device_id, ws=ws, received_through=device.acked_seq)
         session.wants_live = CAPABILITY_LIVE in hello.capabilities
+        session.wants_burst = CAPABILITY_SCREEN_BURST in hello.capabilities
         self._sessions[device_id] = session
         self._metrics.agents_connected.set(len(self._sessions))
         log.info("device %s (%s) connected from %s", device_id, hello.hostname, ws.remote_address)
@@ -466,6 +470,13 @@ class AgentChannel:
                     )
                 )
             )
+            if batch.opened_alerts and session.wants_burst:
+                # A rule fired on this PC: its screens collector (if the policy runs
+                # it) sends what was on the screen around that moment. One per batch.
+                alert_id, rule_id = batch.opened_alerts[0]
+                await session.ws.send(
+                    encode_message(ScreenBurst(alert_id=alert_id, rule_id=rule_id[:128]))
+                )
 
     # ---- commands down ---------------------------------------------------------------
 

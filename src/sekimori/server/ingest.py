@@ -166,6 +166,11 @@ class IngestWriter:
             alerts = self.rules.evaluate(conn, batches, floors, now_us=now_us())
         if alerts is not None:
             self._metrics.alerts_raised.inc(len(alerts.created))
+            by_device = {b.device_id: b for b in batches}
+            for alert_id, device_id, rule_id in alerts.opened:
+                opened_on = by_device.get(device_id)
+                if opened_on is not None:
+                    opened_on.opened_alerts.append((alert_id, rule_id))
         stored = sum(b.inserted for b in batches)
         received = sum(len(b.rows) for b in batches)
         self._metrics.events_ingested.inc(stored)

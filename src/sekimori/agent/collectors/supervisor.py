@@ -123,6 +123,9 @@ class Supervisor:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._running: dict[str, _Running] = {}
+        # The collector objects running now, by name (for requests from the server,
+        # e.g. a screenshot burst when a rule fired).
+        self._instances: dict[str, Collector] = {}
         self._restart = (restart_initial_seconds, restart_max_seconds)
         self._plan = self._make_plan(settings)
 
@@ -195,6 +198,10 @@ class Supervisor:
             if entry.thread.is_alive():
                 log.warning("%s did not stop within %.0f s", entry.thread.name, timeout)
 
+    def running(self, name: str) -> Collector | None:
+        """The collector ``name`` if it is running now."""
+        return self._instances.get(name)
+
     def _launch(self, name: str, cls: type[Collector], conf: CollectorSettings) -> None:
         stop = threading.Event()
         thread = threading.Thread(
@@ -229,7 +236,13 @@ class Supervisor:
             _health(self._outbox, cls.name, "running", restarts=restarts)
             started = time.monotonic()
             try:
-                cls(conf, self._sink(cls.name)).run(stop)
+                instance = cls(conf, self._sink(cls.name))
+                self._instances[cls.name] = instance
+                try:
+                    instance.run(stop)
+                finally:
+                    if self._instances.get(cls.name) is instance:
+                        del self._instances[cls.name]
                 return
             except CollectorError as exc:
                 if exc.permanent:

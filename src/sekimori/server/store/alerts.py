@@ -61,6 +61,8 @@ class _Group:
 class RecordedAlerts:
     created: list[int] = field(default_factory=list)
     grown: list[int] = field(default_factory=list)
+    # (alert id, device id, rule id) of each alert opened.
+    opened: list[tuple[int, str, str]] = field(default_factory=list)
 
 
 def record_alert_matches(
@@ -101,6 +103,8 @@ def record_alert_matches(
         else:
             alert_id, kept, created = _open_or_grow(conn, ident, group, now_us)
         (result.created if created else result.grown).append(alert_id)
+        if created:
+            result.opened.append((alert_id, ident[1], ident[0]))
         room = ALERT_EVENTS_KEPT - kept
         links.extend(
             {"alert_id": alert_id, "device_id": ident[1], "seq": seq}

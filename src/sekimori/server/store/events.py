@@ -49,6 +49,9 @@ class StoredBatch:
     # Screen frames among the rows, pictures included: the ingest writer puts the
     # pictures in the blob store before the transaction; their rows go in with it.
     frames: list[PendingFrame] = field(default_factory=list)
+    # Alerts the rules opened on this batch's events, (alert id, rule id): the channel
+    # asks the PC for a screenshot burst after the commit. Filled in by the writer.
+    opened_alerts: list[tuple[int, str]] = field(default_factory=list)
     # Filled in by write_batches:
     inserted: int = 0
 
