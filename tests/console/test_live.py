@@ -10,6 +10,7 @@ session is in the audit trail with its duration.
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import tempfile
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
@@ -294,3 +296,39 @@ def test_a_recorded_session_keeps_a_picture_a_second_with_the_screen_frames(pc: 
     assert {(p["width"], p["height"], p["screen_width"]) for p in payloads} == {(640, 400, 1280)}
     starts = [e for e in _audit(pc, "live.start") if e.get("recorded")]
     assert len(starts) == 1 and starts[0]["actor"] == "alice"
+
+
+def test_a_thumbnail_on_demand_is_one_small_audited_frame(pc: LivePC) -> None:
+    alice = as_user(pc.server, "alice")
+    try:
+        listing = alice.get("/devices").text
+        assert 'id="load-thumbnails"' in listing
+        assert f'data-thumbnail="/devices/{pc.device_id}/thumbnail"' in listing
+        shot = alice.get(f"/devices/{pc.device_id}/thumbnail", timeout=30)
+        assert shot.status_code == 200, shot.text
+        assert shot.headers["content-type"] == "image/jpeg"
+        assert shot.headers["cache-control"] == "no-store"
+        with Image.open(io.BytesIO(shot.content)) as picture:
+            assert picture.size == (192, 120)  # 0.15 of the 1280x800 desktop
+        # Embedded by another site: no session is opened.
+        crossed = alice.get(
+            f"/devices/{pc.device_id}/thumbnail", headers={"Sec-Fetch-Site": "cross-site"}
+        )
+        assert crossed.status_code == 403
+    finally:
+        alice.close()
+    wait_for(
+        lambda: not windows(pc.desktop, INDICATOR_TITLE), 10, "the indicator gone with it", 0.1
+    )
+    taken = [e for e in _audit(pc, "live.thumbnail") if e.get("outcome") == "taken"]
+    assert len(taken) == 1 and taken[0]["actor"] == "alice"
+
+
+@pytest.mark.parametrize("user", ["olive", "vera"])
+def test_thumbnails_need_the_live_permission(pc: LivePC, user: str) -> None:
+    http = as_user(pc.server, user)
+    try:
+        assert http.get(f"/devices/{pc.device_id}/thumbnail").status_code == 404
+        assert "load-thumbnails" not in http.get("/devices").text
+    finally:
+        http.close()

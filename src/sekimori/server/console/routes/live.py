@@ -31,6 +31,7 @@ import struct
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -200,7 +201,80 @@ async def _relay(websocket: WebSocket, session: LiveSession) -> str:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+# A thumbnail is one small frame of a one-shot live session: the agent applies its
+# live-view policy (off: refused; consent: the PC's user is asked) and shows its
+# indicator while it captures.
+THUMBNAIL_SCALE = 0.15
+THUMBNAIL_WAIT_SECONDS = 8.0
+_MEDIA = {"jpeg": "image/jpeg", "webp": "image/webp", "png": "image/png"}
+
+
+async def thumbnail(request: Request) -> Response:
+    """GET /devices/{id}/thumbnail: what is on the PC's screen now, small (for the
+    device list, on demand). Same rules as live view: the ``live`` permission, the
+    user's groups, the PC's policy; audited as ``live.thumbnail``."""
+    console: Console = request.app.state.console
+    live: LiveSessions | None = getattr(request.app.state, "live", None)
+    device_id = request.path_params["device_id"][:64]
+    # An image another site embeds must not open a session (the cookie is
+    # SameSite=Strict as well).
+    if request.headers.get("sec-fetch-site", "same-origin") != "same-origin" or live is None:
+        return Response("forbidden\n", status_code=403, media_type="text/plain")
+    found = await run_in_threadpool(
+        _authorize, console, request.cookies.get(COOKIE, ""), device_id
+    )
+    if found is None:
+        return Response("not found\n", status_code=404, media_type="text/plain")
+    user, device = found
+    try:
+        session = await live.open(
+            device.id,
+            user.username,
+            max_fps=1.0,
+            scale=THUMBNAIL_SCALE,
+            quality=LIVE_QUALITY,
+            max_seconds=int(THUMBNAIL_WAIT_SECONDS) + 2,
+        )
+    except LiveUnavailable as exc:
+        return Response(f"{exc}\n", status_code=409, media_type="text/plain")
+    outcome = "no frame in time"
+    image: LiveFrame | None = None
+    try:
+        async with asyncio.timeout(THUMBNAIL_WAIT_SECONDS):
+            while image is None:
+                message = await session.next()
+                if isinstance(message, LiveFrame):
+                    image = message
+                    outcome = "taken"
+                elif message.state in ("refused", "stopped"):
+                    outcome = f"{message.state}: {message.reason}"
+                    break
+    except TimeoutError:
+        pass
+    finally:
+        await live.close(session, "thumbnail taken")
+        client_ip = request.client.host if request.client else ""
+        with contextlib.suppress(Exception):
+            await run_in_threadpool(
+                append_audit,
+                console.engine,
+                actor=user.username,
+                action="live.thumbnail",
+                target=device.id,
+                detail={"hostname": device.hostname, "outcome": outcome[:500]},
+                client_ip=client_ip,
+            )
+    if image is None:
+        return Response(f"{outcome}\n", status_code=409, media_type="text/plain")
+    return Response(
+        image.image,
+        media_type=_MEDIA.get(image.format, "application/octet-stream"),
+        headers={"Cache-Control": "no-store"},
+    )
+
+
 routes: list[BaseRoute] = [
+    Route("/devices/{device_id}/thumbnail", thumbnail),
     Route("/devices/{device_id}/live", viewer),
     WebSocketRoute("/devices/{device_id}/live/ws", live_socket),
 ]

@@ -33,6 +33,14 @@
         if (target && navigator.clipboard) navigator.clipboard.writeText(target.textContent.trim());
       });
     });
+    root.querySelectorAll("button[data-thumbnails]").forEach(function (button) {
+      button.addEventListener("click", function () {
+        document.querySelectorAll("img[data-thumbnail]").forEach(function (img) {
+          img.hidden = false;
+          img.src = img.dataset.thumbnail + "?t=" + Date.now();
+        });
+      });
+    });
     drawCharts(root);
   }
   // A region marked data-swap-errors shows 400 answers too (a filter's error message).
