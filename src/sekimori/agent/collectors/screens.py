@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import os
 import pwd
 import threading
 import time
@@ -47,15 +46,12 @@ from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
+from sekimori.agent.collectors._display import collector_display
 from sekimori.agent.collectors.base import Collector, CollectorError, CollectorSettings, Sink
 from sekimori.agent.outbox import PendingEvent
 from sekimori.agent.platform.linux.display import (
     X11_SOCKET_DIR,
     DisplayTarget,
-    NoDisplay,
-    RemoteDisplay,
-    WaylandSession,
-    find_display,
 )
 from sekimori.agent.platform.linux.x11 import X11Connection, X11Error, client_process
 from sekimori.agent.screens import (
@@ -178,19 +174,13 @@ class ScreensCollector(Collector):
 
     # -- lifecycle ---------------------------------------------------------------------
     def _target(self) -> DisplayTarget:
-        try:
-            return find_display(
-                display=self.settings.display,
-                xauthority=self.settings.xauthority,
-                env=os.environ,
-                socket_dir=self.socket_dir,
-                proc=self.proc_dir,
-            )
-        except (WaylandSession, RemoteDisplay) as exc:
-            raise CollectorError(str(exc), permanent=True) from None
-        except NoDisplay as exc:
-            was_watched = self.sink.cursor() is not None
-            raise CollectorError(str(exc), permanent=not was_watched) from None
+        return collector_display(
+            display=self.settings.display,
+            xauthority=self.settings.xauthority,
+            sink=self.sink,
+            socket_dir=self.socket_dir,
+            proc=self.proc_dir,
+        )
 
     def run(self, stop: threading.Event) -> None:
         self._load_budget()

@@ -29,7 +29,6 @@ the display is chosen when the agent runs as root.
 
 from __future__ import annotations
 
-import os
 import pwd
 import threading
 import time
@@ -38,15 +37,12 @@ from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
+from sekimori.agent.collectors._display import collector_display
 from sekimori.agent.collectors.base import Collector, CollectorError, CollectorSettings, Sink
 from sekimori.agent.outbox import PendingEvent
 from sekimori.agent.platform.linux.display import (
     X11_SOCKET_DIR,
     DisplayTarget,
-    NoDisplay,
-    RemoteDisplay,
-    WaylandSession,
-    find_display,
 )
 from sekimori.agent.platform.linux.x11 import X11Connection, X11Error, client_process
 from sekimori.clock import now_us
@@ -141,21 +137,13 @@ class WindowCollector(Collector):
 
     # -- lifecycle ----------------------------------------------------------------
     def _target(self) -> DisplayTarget:
-        try:
-            return find_display(
-                display=self.settings.display,
-                xauthority=self.settings.xauthority,
-                env=os.environ,
-                socket_dir=self.socket_dir,
-                proc=self.proc_dir,
-            )
-        except (WaylandSession, RemoteDisplay) as exc:
-            raise CollectorError(str(exc), permanent=True) from None
-        except NoDisplay as exc:
-            # A PC that has had an X session (the cursor says so) is between sessions:
-            # someone logged out. Retrying finds the next session's display.
-            was_watched = self.sink.cursor() is not None
-            raise CollectorError(str(exc), permanent=not was_watched) from None
+        return collector_display(
+            display=self.settings.display,
+            xauthority=self.settings.xauthority,
+            sink=self.sink,
+            socket_dir=self.socket_dir,
+            proc=self.proc_dir,
+        )
 
     def run(self, stop: threading.Event) -> None:
         target = self._target()
