@@ -52,7 +52,6 @@ from sekimori.protocol import (
     EventBatch,
     Heartbeat,
     Hello,
-    InvalidMessage,
     InvalidPolicy,
     LiveFrame,
     LiveState,
@@ -64,26 +63,22 @@ from sekimori.protocol import (
     Welcome,
     decode_agent_message,
     decode_batch_events,
-    decode_payload,
     encode_message,
     encode_policy_document,
 )
-from sekimori.protocol.events import Payload
-from sekimori.protocol.events.screen import ScreenFrame
 from sekimori.protocol.messages import Message
 from sekimori.protocol.policy import Policy
+from sekimori.server.batch_rows import stored_batch
 from sekimori.server.enrollment import check_host_fields, enroll_device
-from sekimori.server.event_fields import event_fields
 from sekimori.server.ingest import IngestWriter, StoreUnavailable
 from sekimori.server.live import LiveSessions
 from sekimori.server.metrics import Metrics
 from sekimori.server.pki import PKI, EnrollmentRefused, peer_device_certificate
 from sekimori.server.store import devices as registry
-from sekimori.server.store.events import EventRow, QuarantineRow, StoredBatch
+from sekimori.server.store.events import StoredBatch
 from sekimori.server.store.policies import current_policy, record_applied
 from sekimori.server.store.policy_push import device_groups, newest_policy_versions
 from sekimori.server.store.schema import devices as devices_table
-from sekimori.server.store.screen_frames import PendingFrame, take_frame
 from sekimori.server.store.tokens import TokenRefused
 from sekimori.settings import ServerSettings
 
@@ -100,7 +95,6 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_REVOKED = 4403
 CLOSE_REPLACED = 4409
 CLOSE_STORE = 4503
-MAX_INT64 = 2**63 - 1
 # Agents keep a few batches in flight (agent.inflight_batches, default 4); a peer that
 # ignores acks would otherwise grow the server's queues without bound.
 MAX_UNACKED_BATCHES = 32
@@ -111,8 +105,6 @@ POLICY_POLL_SECONDS = 1.0
 # Policy polls between re-reading the groups of connected devices (a device moved to
 # another group gets that group's policy within this many polls).
 _POLICY_GROUP_SWEEP_EVERY = 10
-
-_json = msgspec.json.Encoder()
 
 
 class _Refusal(Exception):
@@ -374,72 +366,19 @@ class AgentChannel:
                 f"more than {MAX_UNACKED_BATCHES} batches sent without waiting for acks",
                 CLOSE_PROTOCOL,
             )
-        received = now_us()
-        device_id = session.device_id
-        rows: list[EventRow] = []
-        # The typed payloads, for the rules (they read attributes, not JSON).
-        payloads: list[Payload] = []
-        quarantined: list[QuarantineRow] = []
-        rejections: list[Rejection] = []
-        frames: list[PendingFrame] = []
         floor = session.received_through
-        for event in events:
-            if event.seq <= floor:
-                continue  # already stored (a resend after a lost ack)
-            try:
-                if not 0 <= event.time_us <= MAX_INT64:
-                    raise InvalidMessage(f"time_us {event.time_us} is out of range")
-                if event.os_user is not None and (
-                    len(event.os_user) > 256 or "\x00" in event.os_user
-                ):
-                    raise InvalidMessage("os_user must be at most 256 characters without NUL")
-                payload = decode_payload(event.kind, event.payload)
-                if isinstance(payload, ScreenFrame):  # the picture goes to the blob store
-                    payload, frame = take_frame(
-                        device_id, event.seq, event.time_us, event.os_user, payload
-                    )
-                    frames.append(frame)
-            except ProtocolError as exc:
-                quarantined.append(
-                    QuarantineRow(
-                        device_id,
-                        event.seq,
-                        received,
-                        event.kind,
-                        exc.message,
-                        bytes(event.payload),
-                    )
-                )
-                rejections.append(Rejection(seq=event.seq, reason=exc.message))
-                continue
-            tag, subject = event_fields(payload)
-            payloads.append(payload)
-            rows.append(
-                (
-                    device_id,
-                    event.seq,
-                    event.time_us,
-                    received,
-                    event.kind,
-                    event.os_user,
-                    _json.encode(payload).decode("utf-8"),
-                    tag,
-                    subject,
-                )
-            )
-        session.received_through = max(floor, batch.last_seq)
-        stored = StoredBatch(
-            device_id=device_id,
+        stored, rejections = stored_batch(
+            session.device_id,
+            events,
+            floor=floor,
             through_seq=batch.last_seq,
-            rows=rows,
-            quarantined=quarantined,
-            payloads=payloads,
-            frames=frames,
+            received_us=now_us(),
         )
+        session.received_through = max(floor, batch.last_seq)
         if rejections:
             log.warning(
                 "device %s: %d events quarantined, first: seq %d: %s",
-                device_id,
+                session.device_id,
                 len(rejections),
                 rejections[0].seq,
                 rejections[0].reason,
