@@ -66,11 +66,16 @@ def test_a_sigma_rule_with_a_nested_repetition_is_not_imported() -> None:
 
 
 @given(st.text(alphabet="ab()+*?|{}0123,", max_size=12))
-def test_the_check_never_fails_on_a_pattern_that_compiles(pattern: str) -> None:
+def test_any_pattern_is_judged_alike_inside_a_group_and_repeated_if_unbounded(
+    pattern: str,
+) -> None:
     try:
         re.compile(pattern)
     except re.error:
         with pytest.raises(re.error):
             nested_repetition(pattern)
         return
-    assert nested_repetition(pattern) in (True, False)
+    # A group changes nothing; repeating a pattern that holds an unbounded
+    # repetition makes it nested.
+    assert nested_repetition(f"(?:{pattern})") == nested_repetition(pattern)
+    assert nested_repetition(f"(?:{pattern}b+)+") is True
