@@ -34,7 +34,8 @@ def _group(engine: sa.Engine, name: str) -> int:
         return ensure_group(conn, name)
 
 
-def _device(engine: sa.Engine, device_id: str, group_id: int, *, revoked: bool = False) -> None:
+def _device(engine: sa.Engine, device_id: str, group_id: int, *, revoked: bool = False) -> str:
+    """A device (its id is also its host name) in group ``group_id``; returns the id."""
     with engine.begin() as conn:
         conn.execute(
             sa.insert(devices).values(
@@ -44,7 +45,7 @@ def _device(engine: sa.Engine, device_id: str, group_id: int, *, revoked: bool =
                 os_version="x",
                 agent_version="0.1.0",
                 group_id=group_id,
-                cert_serial="1",
+                cert_serial=device_id,
                 enrolled_us=NOW,
                 connected=False,
                 revoked_us=NOW if revoked else None,
@@ -53,6 +54,7 @@ def _device(engine: sa.Engine, device_id: str, group_id: int, *, revoked: bool =
                 dropped_total=0,
             )
         )
+    return device_id
 
 
 def _events(engine: sa.Engine, device_id: str, kind: str, times: list[int], first: int) -> None:

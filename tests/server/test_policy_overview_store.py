@@ -10,7 +10,6 @@ import sqlalchemy as sa
 
 from sekimori.server.policies import validate_policy
 from sekimori.server.store.audit import search_audit
-from sekimori.server.store.groups import ensure_group
 from sekimori.server.store.policies import (
     StalePolicy,
     current_policy,
@@ -25,35 +24,7 @@ from sekimori.server.store.policy_overview import (
 )
 from sekimori.server.store.schema import devices
 from sekimori.server.store.scope import EVERYTHING, Scope
-
-NOW = 1_800_000_000_000_000
-
-
-def _group(engine: sa.Engine, name: str) -> int:
-    with engine.begin() as conn:
-        return ensure_group(conn, name)
-
-
-def _device(engine: sa.Engine, hostname: str, group_id: int, *, revoked: bool = False) -> str:
-    with engine.begin() as conn:
-        conn.execute(
-            sa.insert(devices).values(
-                id=hostname,
-                hostname=hostname,
-                os="linux",
-                os_version="x",
-                agent_version="0.1.0",
-                group_id=group_id,
-                cert_serial=hostname,
-                enrolled_us=NOW,
-                connected=False,
-                revoked_us=NOW if revoked else None,
-                acked_seq=0,
-                outbox_events=0,
-                dropped_total=0,
-            )
-        )
-    return hostname
+from tests.server.test_policies_store import NOW, _device, _group
 
 
 def test_groups_with_their_current_version_within_scope(engine: sa.Engine) -> None:
