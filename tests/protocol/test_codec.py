@@ -59,6 +59,7 @@ from sekimori.protocol.events import (
     OutboxDropped,
 )
 from sekimori.protocol.events.screen import ScreenFrame
+from tests.protocol import action_strategies as actions
 from tests.protocol import test_live_messages as live
 
 LIMIT = 1 << 20
@@ -125,11 +126,21 @@ policy_applieds = st.builds(
     error=st.text(max_size=2000),
 )
 agent_messages: st.SearchStrategy[AgentMessage] = st.one_of(
-    enrolls, hellos, batches, heartbeats, command_results, policy_applieds, live.states, live.frames
+    enrolls,
+    hellos,
+    batches,
+    heartbeats,
+    command_results,
+    policy_applieds,
+    live.states,
+    live.frames,
+    actions.operators_applieds,
+    actions.datas,
+    actions.results,
 )
 
 server_messages: st.SearchStrategy[ServerMessage] = st.one_of(
-    st.builds(Enrolled, device_id=text, certificate_pem=text),
+    st.builds(Enrolled, device_id=text, certificate_pem=text, operators=st.binary(max_size=80)),
     st.builds(
         Welcome,
         device_id=text,
@@ -155,6 +166,8 @@ server_messages: st.SearchStrategy[ServerMessage] = st.one_of(
     ),
     live.starts,
     live.stops,
+    actions.requests,
+    actions.operators_updates,
     st.builds(ErrorMessage, code=text, message=text, retryable=st.booleans()),
 )
 
@@ -275,6 +288,9 @@ def test_the_round_trip_strategies_cover_every_message_type() -> None:
         "PolicyApplied",
         "LiveState",
         "LiveFrame",
+        "OperatorsApplied",
+        "ActionData",
+        "ActionResult",
     }
     assert {s.__name__ for s in get_args(ServerMessage)} == {
         "Enrolled",
@@ -285,6 +301,8 @@ def test_the_round_trip_strategies_cover_every_message_type() -> None:
         "LiveStart",
         "LiveStop",
         "ScreenBurst",
+        "OperatorsUpdate",
+        "ActionRequest",
         "ErrorMessage",
     }
 

@@ -18,7 +18,17 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from sekimori.protocol.actions import (
+    MAX_ATTACHMENT_BYTES,
+    MAX_DATA_CHUNK_BYTES,
+    MAX_OUTPUT_CHARS,
+    ProofStep,
+    SignedCommand,
+)
+from sekimori.protocol.signing import SignedKeyring
+
 __all__ = [
+    "CAPABILITY_ACTIONS",
     "CAPABILITY_LIVE",
     "CAPABILITY_POLICY",
     "CAPABILITY_SCREEN_BURST",
@@ -27,6 +37,9 @@ __all__ = [
     "MAX_POLICY_ERROR_CHARS",
     "PROTOCOL_VERSION",
     "Ack",
+    "ActionData",
+    "ActionRequest",
+    "ActionResult",
     "AgentMessage",
     "Command",
     "CommandResult",
@@ -41,6 +54,8 @@ __all__ = [
     "LiveState",
     "LiveStop",
     "Message",
+    "OperatorsApplied",
+    "OperatorsUpdate",
     "PolicyApplied",
     "PolicyUpdate",
     "Rejection",
@@ -57,6 +72,10 @@ CAPABILITY_POLICY = "policy"  # understands ``policy`` and answers ``policy_appl
 CAPABILITY_LIVE = "live"
 # understands ``screen_burst`` (its screens collector keeps frames for a burst)
 CAPABILITY_SCREEN_BURST = "screen_burst"
+# understands ``operators`` and ``action`` (answers ``operators_applied``,
+# ``action_data`` and ``action_result``): signed remote actions, see
+# sekimori.protocol.actions / sekimori.protocol.signing and docs/actions.md
+CAPABILITY_ACTIONS = "actions"
 # A policy document on the wire (JSON). The largest valid policy is far bigger in
 # theory (1,000 patterns of 1 KiB per list), but nothing real comes near 1 MiB, and
 # the agent reads server frames of at most 4 MiB.
@@ -162,12 +181,51 @@ class LiveFrame(Message, tag="live_frame"):
     image: Annotated[bytes, msgspec.Meta(min_length=1, max_length=MAX_LIVE_FRAME_BYTES)]
 
 
+class OperatorsApplied(Message, tag="operators_applied"):
+    """The agent's answer to ``operators``: the keyring version it now trusts, or why
+    it refused the chain it was sent (it keeps the version it had)."""
+
+    version: Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
+    ok: bool
+    error: Annotated[str, msgspec.Meta(max_length=MAX_POLICY_ERROR_CHARS)] = ""
+
+
+class ActionData(Message, tag="action_data"):
+    """A chunk of what an action produced (a collected file), in order, before its
+    ``action_result``."""
+
+    nonce: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{32}$")]
+    offset: Annotated[int, msgspec.Meta(ge=0, le=2**40)]
+    chunk: Annotated[bytes, msgspec.Meta(max_length=MAX_DATA_CHUNK_BYTES)]
+
+
+class ActionResult(Message, tag="action_result"):
+    """What became of an ``action`` on this PC. ``refused``: the agent would not run it
+    (bad or missing signature, another device, expired, replayed, not allowed by its
+    local policy — ``reason`` says which); ``failed``: it ran and did not succeed;
+    ``done``: it succeeded. ``output`` is capped; ``data_sha256``/``data_size``
+    describe the bytes sent in ``action_data`` chunks (a collected file)."""
+
+    nonce: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{32}$")]
+    status: Literal["done", "failed", "refused"]
+    reason: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+    exit_code: int | None = None
+    output: Annotated[str, msgspec.Meta(max_length=MAX_OUTPUT_CHARS)] = ""
+    data_size: Annotated[int, msgspec.Meta(ge=0, le=2**40)] = 0
+    data_sha256: Annotated[str, msgspec.Meta(pattern=r"^([0-9a-f]{64})?$")] = ""
+
+
 # ---- server -> agent -------------------------------------------------------------
 
 
 class Enrolled(Message, tag="enrolled"):
     device_id: str
     certificate_pem: str
+    # The deployment's current operator keyring (an encoded ``SignedKeyring``), or
+    # empty when none exists yet. The agent pins it only if its fingerprint equals the
+    # one given to ``sekimori agent enroll --operators`` (it never trusts the server's
+    # word for operator keys).
+    operators: Annotated[bytes, msgspec.Meta(max_length=512 * 1024)] = b""
 
 
 class Welcome(Message, tag="welcome"):
@@ -258,6 +316,27 @@ class ScreenBurst(Message, tag="screen_burst"):
     rule_id: Annotated[str, msgspec.Meta(max_length=128)]
 
 
+class OperatorsUpdate(Message, tag="operators"):
+    """The deployment's operator keyrings after the version the agent trusts, oldest
+    first: the agent accepts each only if it follows the one before and is signed by
+    a quorum of its operators (``sekimori.protocol.signing.verify_keyring_step``)."""
+
+    chain: Annotated[list[SignedKeyring], msgspec.Meta(max_length=64)]
+
+
+class ActionRequest(Message, tag="action"):
+    """A remote action for this PC: the signed command, this device's Merkle path to
+    the command's ``devices_root``, and the script or package bytes the command
+    names by SHA-256 (empty otherwise). The agent verifies everything before acting
+    and answers with ``action_result`` (always, refusals included)."""
+
+    command: SignedCommand
+    device_proof: Annotated[list[ProofStep], msgspec.Meta(max_length=64)] = msgspec.field(
+        default_factory=list
+    )
+    attachment: Annotated[bytes, msgspec.Meta(max_length=MAX_ATTACHMENT_BYTES)] = b""
+
+
 class ErrorMessage(Message, tag="error"):
     code: str
     message: str
@@ -265,7 +344,17 @@ class ErrorMessage(Message, tag="error"):
 
 
 AgentMessage = (
-    Enroll | Hello | EventBatch | Heartbeat | CommandResult | PolicyApplied | LiveState | LiveFrame
+    Enroll
+    | Hello
+    | EventBatch
+    | Heartbeat
+    | CommandResult
+    | PolicyApplied
+    | LiveState
+    | LiveFrame
+    | OperatorsApplied
+    | ActionData
+    | ActionResult
 )
 ServerMessage = (
     Enrolled
@@ -276,5 +365,7 @@ ServerMessage = (
     | LiveStart
     | LiveStop
     | ScreenBurst
+    | OperatorsUpdate
+    | ActionRequest
     | ErrorMessage
 )
