@@ -15,12 +15,14 @@ __all__ = [
     "audit_head",
     "audit_log",
     "console_sessions",
+    "device_packages",
     "device_policy",
     "devices",
     "enrollment_tokens",
     "events",
     "groups",
     "jobs",
+    "kev_entries",
     "metadata",
     "policies",
     "quarantine",
@@ -33,6 +35,14 @@ __all__ = [
     "usage_hourly",
     "user_groups",
     "users",
+    "vuln_affected",
+    "vuln_aliases",
+    "vuln_device_state",
+    "vuln_exceptions",
+    "vuln_feed_imports",
+    "vuln_findings",
+    "vuln_hits",
+    "vulnerabilities",
 ]
 
 metadata = sa.MetaData(
@@ -427,4 +437,189 @@ screen_frames = sa.Table(
     sa.Index("ix_screen_frames_user_time", "os_user", "time_us"),
     # Is a blob still referenced (retention, garbage collection)?
     sa.Index("ix_screen_frames_sha256", "sha256"),
+)
+
+# Vulnerabilities (issue 8; sekimori.server.vuln, store/vulns.py). Feed imports are
+# atomic: one transaction replaces what a feed kind says, and the import is recorded
+# here (failed attempts too, with the reason, in a transaction of their own).
+vuln_feed_imports = sa.Table(
+    "vuln_feed_imports",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    # osv | kev | nvd
+    sa.Column("kind", sa.String(8), nullable=False),
+    # The file name or URL it came from.
+    sa.Column("source", sa.String(1024), nullable=False),
+    sa.Column("imported_us", sa.BigInteger, nullable=False),
+    sa.Column("records", sa.Integer, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    # ok | failed
+    sa.Column("status", sa.String(8), nullable=False),
+    # The reason a failed import was refused; warnings (skipped ranges) for an ok one.
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("imported_by", sa.String(128), nullable=False),
+    sa.Index("ix_vuln_feed_imports_kind", "kind", "imported_us"),
+)
+
+# One row per advisory (an OSV record id, or a CVE from NVD). ``known_exploited`` and
+# ``kev_added_us`` are kept in step with kev_entries (through the aliases) by every
+# import, so lists need no join to flag them.
+vulnerabilities = sa.Table(
+    "vulnerabilities",
+    metadata,
+    sa.Column("id", sa.String(128), primary_key=True),
+    # osv | nvd
+    sa.Column("feed", sa.String(8), nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+    # CRITICAL | HIGH | MEDIUM | LOW | NONE | "" (unknown)
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("cvss_score", sa.Float, nullable=True),
+    sa.Column("cvss_vector", sa.String(255), nullable=True),
+    sa.Column("published_us", sa.BigInteger, nullable=True),
+    sa.Column("modified_us", sa.BigInteger, nullable=True),
+    sa.Column("known_exploited", sa.Boolean, nullable=False),
+    sa.Column("kev_added_us", sa.BigInteger, nullable=True),
+    sa.Index("ix_vulnerabilities_kev", "known_exploited", "id"),
+)
+
+# Every name of a vulnerability: its CVE ids (aliases, upstream), including its own id.
+vuln_aliases = sa.Table(
+    "vuln_aliases",
+    metadata,
+    sa.Column("vuln_id", sa.String(128), primary_key=True),
+    sa.Column("alias", sa.String(128), primary_key=True),
+    sa.Index("ix_vuln_aliases_alias", "alias"),
+)
+
+# Affected version intervals, normalized for matching: an OSV range event list or an
+# NVD cpeMatch becomes one row per interval [lower, upper). ``ecosystem`` is the OSV
+# ecosystem ("Debian:12", "Ubuntu:22.04:LTS", "PyPI", "npm") or "cpe" (package is
+# "vendor:product"); ``package`` is normalized as matching needs it. Empty lower: from
+# the first version; NULL upper: no fix.
+vuln_affected = sa.Table(
+    "vuln_affected",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("vuln_id", sa.String(128), nullable=False),
+    sa.Column("ecosystem", sa.String(64), nullable=False),
+    sa.Column("package", sa.String(255), nullable=False),
+    sa.Column("lower", sa.String(255), nullable=False),
+    sa.Column("lower_inclusive", sa.Boolean, nullable=False),
+    sa.Column("upper", sa.String(255), nullable=True),
+    sa.Column("upper_inclusive", sa.Boolean, nullable=False),
+    # The version that fixes it (shown to the administrator), NULL when none.
+    sa.Column("fixed", sa.String(255), nullable=True),
+    # When the fix became available (see docs/vulnerabilities.md), NULL when none.
+    sa.Column("fixed_us", sa.BigInteger, nullable=True),
+    sa.Index("ix_vuln_affected_package", "ecosystem", "package"),
+    sa.Index("ix_vuln_affected_vuln", "vuln_id"),
+)
+
+# The CISA Known Exploited Vulnerabilities catalog, as last imported.
+kev_entries = sa.Table(
+    "kev_entries",
+    metadata,
+    sa.Column("cve_id", sa.String(32), primary_key=True),
+    sa.Column("vendor", sa.String(255), nullable=False),
+    sa.Column("product", sa.String(255), nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("date_added_us", sa.BigInteger, nullable=False),
+    sa.Column("due_date_us", sa.BigInteger, nullable=True),
+    # Known | Unknown
+    sa.Column("ransomware", sa.String(16), nullable=False),
+)
+
+# Where each device stands for matching: the OSV ecosystem of its OS release (from its
+# newest inventory.hardware) and the last event sequence the vulnerability job applied.
+vuln_device_state = sa.Table(
+    "vuln_device_state",
+    metadata,
+    sa.Column("device_id", sa.String(36), primary_key=True),
+    sa.Column("os_id", sa.String(64), nullable=False),
+    sa.Column("os_version_id", sa.String(64), nullable=False),
+    sa.Column("os_codename", sa.String(64), nullable=False),
+    # "Debian:12", "Ubuntu:22.04:LTS", or "" (a release no feed covers).
+    sa.Column("release_ecosystem", sa.String(64), nullable=False),
+    sa.Column("applied_seq", sa.BigInteger, nullable=False),
+    sa.Column("updated_us", sa.BigInteger, nullable=False),
+)
+
+# The packages installed on each device now, kept from its inventory events. The
+# ``match_*`` columns say how it is matched: dpkg packages by source package and
+# source version under the release's ecosystem; PyPI/npm by (normalized) name; others
+# through the CPE map ("cpe", "vendor:product") or not at all (NULL ecosystem).
+device_packages = sa.Table(
+    "device_packages",
+    metadata,
+    sa.Column("device_id", sa.String(36), primary_key=True),
+    sa.Column("manager", sa.String(16), primary_key=True),
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("architecture", sa.String(32), primary_key=True),
+    sa.Column("version", sa.String(255), nullable=False),
+    sa.Column("source", sa.String(255), nullable=False),
+    sa.Column("source_version", sa.String(255), nullable=False),
+    sa.Column("match_ecosystem", sa.String(64), nullable=True),
+    sa.Column("match_package", sa.String(255), nullable=True),
+    sa.Column("match_version", sa.String(255), nullable=True),
+    sa.Index(
+        "ix_device_packages_match", "match_ecosystem", "match_package", "match_version"
+    ),
+)
+
+# Scratch table of the vulnerability job (the lease holder only): the affected
+# (ecosystem, package, version) tuples of one full re-match, joined in SQL against
+# device_packages.
+vuln_hits = sa.Table(
+    "vuln_hits",
+    metadata,
+    sa.Column("ecosystem", sa.String(64), primary_key=True),
+    sa.Column("package", sa.String(255), primary_key=True),
+    sa.Column("version", sa.String(255), primary_key=True),
+    sa.Column("vuln_id", sa.String(128), primary_key=True),
+    sa.Column("fixed", sa.String(255), nullable=True),
+    sa.Column("fixed_us", sa.BigInteger, nullable=True),
+    sa.Column("feed", sa.String(8), nullable=False),
+    sa.Column("confidence", sa.String(8), nullable=False),
+)
+
+# Findings: a device exposed to a vulnerability through a package. Open while
+# ``resolved_us`` is NULL; a resolved finding stays (the compliance history), and the
+# same exposure coming back opens a new row.
+vuln_findings = sa.Table(
+    "vuln_findings",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("device_id", sa.String(36), nullable=False),
+    sa.Column("vuln_id", sa.String(128), nullable=False),
+    sa.Column("ecosystem", sa.String(64), nullable=False),
+    sa.Column("package", sa.String(255), nullable=False),
+    sa.Column("installed_version", sa.String(255), nullable=False),
+    sa.Column("fixed_version", sa.String(255), nullable=True),
+    # osv | nvd
+    sa.Column("feed", sa.String(8), nullable=False),
+    # high (OSV, the distribution's or ecosystem's own data) | low (NVD CPE)
+    sa.Column("confidence", sa.String(8), nullable=False),
+    sa.Column("first_seen_us", sa.BigInteger, nullable=False),
+    sa.Column("fix_available_us", sa.BigInteger, nullable=True),
+    sa.Column("resolved_us", sa.BigInteger, nullable=True),
+    sa.Index("ix_vuln_findings_device", "device_id", "resolved_us"),
+    sa.Index("ix_vuln_findings_vuln", "vuln_id", "resolved_us"),
+)
+
+# Accepted risk: hides matching findings of a device or of a group's devices until
+# ``expires_us``; then they show again.
+vuln_exceptions = sa.Table(
+    "vuln_exceptions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("device_id", sa.String(36), nullable=True),
+    sa.Column("group_id", sa.Integer, sa.ForeignKey("groups.id"), nullable=True),
+    sa.Column("vuln_id", sa.String(128), nullable=False),
+    # NULL: every package.
+    sa.Column("package", sa.String(255), nullable=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("created_us", sa.BigInteger, nullable=False),
+    sa.Column("expires_us", sa.BigInteger, nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+    sa.Index("ix_vuln_exceptions_vuln", "vuln_id"),
 )
