@@ -60,6 +60,7 @@ from sekimori.protocol.events import (
 )
 from sekimori.protocol.events.screen import ScreenFrame
 from tests.protocol import action_strategies as actions
+from tests.protocol import control_strategies as control
 from tests.protocol import test_live_messages as live
 
 LIMIT = 1 << 20
@@ -137,6 +138,7 @@ agent_messages: st.SearchStrategy[AgentMessage] = st.one_of(
     actions.operators_applieds,
     actions.datas,
     actions.results,
+    control.controls,
 )
 
 server_messages: st.SearchStrategy[ServerMessage] = st.one_of(
@@ -166,6 +168,7 @@ server_messages: st.SearchStrategy[ServerMessage] = st.one_of(
     ),
     live.starts,
     live.stops,
+    control.inputs,
     actions.requests,
     actions.operators_updates,
     st.builds(ErrorMessage, code=text, message=text, retryable=st.booleans()),
@@ -288,6 +291,7 @@ def test_the_round_trip_strategies_cover_every_message_type() -> None:
         "PolicyApplied",
         "LiveState",
         "LiveFrame",
+        "LiveControl",
         "OperatorsApplied",
         "ActionData",
         "ActionResult",
@@ -300,6 +304,7 @@ def test_the_round_trip_strategies_cover_every_message_type() -> None:
         "PolicyUpdate",
         "LiveStart",
         "LiveStop",
+        "LiveInput",
         "ScreenBurst",
         "OperatorsUpdate",
         "ActionRequest",

@@ -25,12 +25,15 @@ from sekimori.protocol.actions import (
     ProofStep,
     SignedCommand,
 )
+from sekimori.protocol.live_input import InputEvent
+from sekimori.protocol.live_input import InputEvents as _InputEvents
 from sekimori.protocol.signing import SignedKeyring
 
 __all__ = [
     "CAPABILITY_ACTIONS",
     "CAPABILITY_LIVE",
     "CAPABILITY_POLICY",
+    "CAPABILITY_REMOTE_CONTROL",
     "CAPABILITY_SCREEN_BURST",
     "MAX_LIVE_FRAME_BYTES",
     "MAX_POLICY_DOCUMENT_BYTES",
@@ -49,7 +52,10 @@ __all__ = [
     "EventBatch",
     "Heartbeat",
     "Hello",
+    "InputEvent",
+    "LiveControl",
     "LiveFrame",
+    "LiveInput",
     "LiveStart",
     "LiveState",
     "LiveStop",
@@ -76,6 +82,9 @@ CAPABILITY_SCREEN_BURST = "screen_burst"
 # ``action_data`` and ``action_result``): signed remote actions, see
 # sekimori.protocol.actions / sekimori.protocol.signing and docs/actions.md
 CAPABILITY_ACTIONS = "actions"
+# understands ``live_input`` (remote control over a live-view session; injected only
+# while a signed ``remote_control`` grant is active) and may send ``live_control``
+CAPABILITY_REMOTE_CONTROL = "remote_control"
 # A policy document on the wire (JSON). The largest valid policy is far bigger in
 # theory (1,000 patterns of 1 KiB per list), but nothing real comes near 1 MiB, and
 # the agent reads server frames of at most 4 MiB.
@@ -179,6 +188,19 @@ class LiveFrame(Message, tag="live_frame"):
     height: Pixels
     format: LiveFormat
     image: Annotated[bytes, msgspec.Meta(min_length=1, max_length=MAX_LIVE_FRAME_BYTES)]
+
+
+class LiveControl(Message, tag="live_control"):
+    """Remote control of a live-view session on this PC: ``granted`` (the person
+    allowed a signed ``remote_control`` command; input for this session is injected
+    until ``until_us``, the agent's clock) or ``ended`` (expired, taken back by the
+    person, the session ended; ``reason`` says which). Sent only after the agent ran
+    a ``remote_control`` action, so only to a server that sends actions."""
+
+    session_id: LiveSessionId
+    state: Literal["granted", "ended"]
+    until_us: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] = 0
+    reason: LiveReason = ""
 
 
 class OperatorsApplied(Message, tag="operators_applied"):
@@ -307,6 +329,18 @@ class LiveStop(Message, tag="live_stop"):
     reason: LiveReason = ""
 
 
+class LiveInput(Message, tag="live_input"):
+    """Keyboard and mouse events for a live-view session (remote control), in order.
+    Only to agents that listed the ``remote_control`` capability. ``nonce`` names the
+    signed ``remote_control`` command that granted control; the agent injects the
+    events only while that grant is active for this session and its viewer, and
+    drops (and counts) them otherwise (``sekimori.protocol.live_input``)."""
+
+    session_id: LiveSessionId
+    nonce: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{32}$")]
+    events: _InputEvents
+
+
 class ScreenBurst(Message, tag="screen_burst"):
     """A rule raised an alert about this PC: its screens collector, if the policy has
     it running, sends the frames it kept from just before and a few more. Data only:
@@ -352,6 +386,7 @@ AgentMessage = (
     | PolicyApplied
     | LiveState
     | LiveFrame
+    | LiveControl
     | OperatorsApplied
     | ActionData
     | ActionResult
@@ -364,6 +399,7 @@ ServerMessage = (
     | PolicyUpdate
     | LiveStart
     | LiveStop
+    | LiveInput
     | ScreenBurst
     | OperatorsUpdate
     | ActionRequest
