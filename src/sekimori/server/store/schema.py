@@ -9,6 +9,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 __all__ = [
+    "action_library",
+    "action_targets",
+    "actions",
     "alert_comments",
     "alert_events",
     "alerts",
@@ -23,7 +26,10 @@ __all__ = [
     "groups",
     "jobs",
     "kev_entries",
+    "keyring_proposals",
+    "keyring_versions",
     "metadata",
+    "operator_credentials",
     "policies",
     "quarantine",
     "rule_lists",
@@ -32,6 +38,7 @@ __all__ = [
     "rules_custom",
     "rules_revision",
     "screen_frames",
+    "server_metadata",
     "usage_hourly",
     "user_groups",
     "users",
@@ -561,9 +568,7 @@ device_packages = sa.Table(
     sa.Column("match_ecosystem", sa.String(64), nullable=True),
     sa.Column("match_package", sa.String(255), nullable=True),
     sa.Column("match_version", sa.String(255), nullable=True),
-    sa.Index(
-        "ix_device_packages_match", "match_ecosystem", "match_package", "match_version"
-    ),
+    sa.Index("ix_device_packages_match", "match_ecosystem", "match_package", "match_version"),
 )
 
 # Scratch table of the vulnerability job (the lease holder only): the affected
@@ -622,4 +627,119 @@ vuln_exceptions = sa.Table(
     sa.Column("expires_us", sa.BigInteger, nullable=False),
     sa.Column("created_by", sa.String(128), nullable=False),
     sa.Index("ix_vuln_exceptions_vuln", "vuln_id"),
+)
+
+# Signed remote actions (issue 7; sekimori.server.actions, store/actions.py,
+# docs/actions.md). Small facts about this deployment, one row each: "deployment_id"
+# (random, created on first use, named in every keyring and command).
+server_metadata = sa.Table(
+    "server_metadata",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+# Published operator keyrings, one row per version: ``body`` is the encoded Keyring
+# (the bytes operators signed), ``signatures`` a msgpack list[Signature] by a quorum
+# of the version before (empty for version 1, which is pinned by its fingerprint).
+keyring_versions = sa.Table(
+    "keyring_versions",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Column("signatures", sa.LargeBinary, nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+    sa.Column("created_at_us", sa.BigInteger, nullable=False),
+)
+
+# A proposed next keyring collecting signatures. open | published | withdrawn
+keyring_proposals = sa.Table(
+    "keyring_proposals",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Column("signatures", sa.LargeBinary, nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+    sa.Column("created_at_us", sa.BigInteger, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+)
+
+# Operator credentials known to the server (public keys only). pending: registered,
+# not yet in a published keyring; active: in the current keyring; removed: was in one.
+operator_credentials = sa.Table(
+    "operator_credentials",
+    metadata,
+    sa.Column("key_id", sa.String(64), primary_key=True),
+    sa.Column("operator", sa.String(128), nullable=False),
+    sa.Column("label", sa.String(200), nullable=False),
+    # ed25519 | webauthn
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("public_key", sa.LargeBinary, nullable=False),
+    sa.Column("rp_id", sa.String(253), nullable=False),
+    sa.Column("origins", sa.Text, nullable=False),  # JSON list
+    sa.Column("credential_id", sa.LargeBinary, nullable=True),
+    sa.Column("created_at_us", sa.BigInteger, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Index("ix_operator_credentials_operator", "operator"),
+)
+
+# Commands: the encoded CommandBody operators sign, its digest and the signatures
+# collected so far. awaiting_signatures | ready | expired | cancelled
+actions = sa.Table(
+    "actions",
+    metadata,
+    sa.Column("nonce", sa.String(32), primary_key=True),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("device_count", sa.Integer, nullable=False),
+    sa.Column("requested_by", sa.String(128), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("created_at_us", sa.BigInteger, nullable=False),
+    sa.Column("expires_at_us", sa.BigInteger, nullable=False),
+    sa.Column("state", sa.String(24), nullable=False),
+    sa.Column("signatures", sa.LargeBinary, nullable=False),  # msgpack list[Signature]
+    sa.Column("signers", sa.Text, nullable=False),  # JSON list of operator names
+    sa.Column("needed_signers", sa.Integer, nullable=False),
+    # Set when the command became ready (latency figures, routing order).
+    sa.Column("ready_at_us", sa.BigInteger, nullable=True),
+    sa.Index("ix_actions_state_expires", "state", "expires_at_us"),
+    sa.Index("ix_actions_created", "created_at_us"),
+)
+
+# One row per device a command targets (the full list: each agent gets its Merkle
+# path over it). pending | sent | done | failed | refused | expired
+action_targets = sa.Table(
+    "action_targets",
+    metadata,
+    sa.Column("nonce", sa.String(32), primary_key=True),
+    sa.Column("device_id", sa.String(36), primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("sent_at_us", sa.BigInteger, nullable=True),
+    sa.Column("finished_at_us", sa.BigInteger, nullable=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("exit_code", sa.Integer, nullable=True),
+    sa.Column("output", sa.Text, nullable=False),
+    sa.Column("data_sha256", sa.String(64), nullable=True),
+    sa.Column("data_size", sa.BigInteger, nullable=True),
+    sa.Index("ix_action_targets_state_device", "state", "device_id"),
+)
+
+# Scripts and packages commands may name (by SHA-256); the bytes travel beside the
+# command. script | package
+action_library = sa.Table(
+    "action_library",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("filename", sa.String(255), nullable=False),
+    sa.Column("interpreter", sa.String(16), nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("content", sa.LargeBinary, nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+    sa.Column("created_at_us", sa.BigInteger, nullable=False),
 )
