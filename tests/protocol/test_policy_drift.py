@@ -14,7 +14,7 @@ from sekimori.protocol.policy import COLLECTOR_NAMES, CollectorPolicies, Policy,
 # Machine-local settings: where things are on this PC, not what to record. A server
 # that could set them could point a collector at any file (see protocol/policy.py).
 LOCAL_ONLY: dict[str, set[str]] = {
-    "inventory": set(),
+    "inventory": {"pypi_paths", "npm_paths"},
     "processes": set(),
     "network": set(),
     "web": {"home_roots", "homes"},

@@ -26,6 +26,9 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+# One list of package managers for the events and the policy that selects them.
+from sekimori.protocol.events.inventory import Manager
+
 __all__ = [
     "COLLECTOR_NAMES",
     "DEVICE_NOTICE_MAX_CHARS",
@@ -58,7 +61,6 @@ NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 Pattern = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
 Patterns = Annotated[list[Pattern], msgspec.Meta(max_length=1000)]
 Browser = Literal["chromium", "chrome", "edge", "brave", "firefox"]
-Manager = Literal["dpkg", "rpm", "snap", "flatpak"]
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 # 00:00-23:59 (24:00 allowed as an end: "until midnight").
 ClockTime = Annotated[str, msgspec.Meta(pattern=r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$")]

@@ -8,6 +8,9 @@ print recorded output of the real commands.
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import subprocess
 import threading
 import time
@@ -27,6 +30,7 @@ from sekimori.protocol.codec import decode_payload
 from sekimori.protocol.events import Payload
 from sekimori.protocol.events.inventory import (
     Hardware,
+    Manager,
     Package,
     SoftwareDowngraded,
     SoftwareInstalled,
@@ -377,3 +381,106 @@ def test_registered_and_validated_by_the_supervisor(outbox: Outbox) -> None:
     assert COLLECTORS["inventory"] is InventoryCollector
     with pytest.raises(CollectorConfigError, match=r"collector 'inventory'.*managers"):
         Supervisor(outbox, COLLECTORS, {"inventory": {"managers": ["apt"]}})
+
+
+# ---- language ecosystems: real dist-info and node_modules trees ------------------------
+
+
+def _dist_info(root: Path, name: str, version: str) -> Path:
+    d = root / f"{name}-{version}.dist-info"
+    d.mkdir(parents=True)
+    (d / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    return d
+
+
+def _pip_replace(old: Path, name: str, version: str) -> None:
+    """A new version in one step (one rename): no round can see neither or both."""
+    (old / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    old.rename(old.with_name(f"{name}-{version}.dist-info"))
+
+
+def _node_package(root: Path, name: str, version: str) -> None:
+    """Install or replace a package: package.json written whole, then the scope
+    directory's time moved (npm's own rename dance moves it too)."""
+    d = root / name
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "package.json.new").write_text(json.dumps({"name": name, "version": version}))
+    (d / "package.json.new").rename(d / "package.json")
+    now = time.time_ns()
+    os.utime(d.parent, ns=(now, now))
+
+
+def _change(kind: str, manager: Manager, name: str, *versions: str) -> tuple[str, Payload]:
+    if len(versions) == 1:
+        changed = SoftwareInstalled if kind.endswith("installed") else SoftwareRemoved
+        v = versions[0]
+        return kind, changed(
+            manager=manager, name=name, architecture="", version=v, source=name,
+            source_version=v,
+        )  # fmt: skip
+    moved = SoftwareDowngraded if kind.endswith("downgraded") else SoftwareUpgraded
+    return kind, moved(
+        manager=manager, name=name, architecture="", from_version=versions[0],
+        to_version=versions[1], source=name, source_version=versions[1],
+    )  # fmt: skip
+
+
+def _count_changes(events: list[tuple[str, Payload]]) -> int:
+    return len([k for k, _ in events if k in CHANGE_KINDS])
+
+
+def _more_changes_than(n: int) -> Callable[[list[tuple[str, Payload]]], bool]:
+    return lambda events: _count_changes(events) > n
+
+
+def test_pypi_and_npm_changes_like_any_manager(outbox: Outbox, tmp_path: Path) -> None:
+    """Extra roots from the settings (a venv, a node_modules), changed as pip and npm
+    would: a new directory per version, the old one removed."""
+    site = tmp_path / "venv/lib/python3.11/site-packages"
+    modules = tmp_path / "app/node_modules"
+    _dist_info(site, "Sekimori_Test", "1.0")
+    _node_package(modules, "@sekimori/test", "1.0.0")
+    (modules / "broken").mkdir()
+    (modules / "broken/package.json").write_text("{not json")
+    settings = {
+        "managers": ["pypi", "npm"],
+        "pypi_paths": [str(tmp_path / "venv/lib/python3.*/site-packages")],
+        "npm_paths": [str(modules)],
+    }
+    steps: list[Callable[[], object]] = [
+        lambda: _dist_info(site, "Sekimori_Test", "1.1"),  # a second version beside
+        lambda: shutil.rmtree(site / "Sekimori_Test-1.0.dist-info"),
+        # The same normalised name, an earlier version (PEP 440: rc before release).
+        lambda: _pip_replace(site / "Sekimori_Test-1.1.dist-info", "sekimori.test", "1.1rc1"),
+        lambda: _node_package(modules, "@sekimori/test", "1.1.0"),
+        lambda: _node_package(modules, "@sekimori/test", "1.1.0-beta.1"),
+        lambda: _node_package(modules, "@sekimori/test", "weird"),
+        lambda: shutil.rmtree(modules / "@sekimori"),
+    ]
+    with _running(outbox, **settings):
+        events = _wait_for(outbox, lambda ev: bool(_snapshots(ev)))
+        (snapshot,) = _snapshots(events)
+        for step in steps:
+            seen = _count_changes(_events(outbox))
+            step()
+            _wait_for(outbox, _more_changes_than(seen))
+        events = _events(outbox)
+    assert snapshot.managers == ["pypi", "npm"]
+    assert Package("pypi", "sekimori-test", "1.0", "", "sekimori-test", "1.0") in snapshot.packages
+    npm_test = Package("npm", "@sekimori/test", "1.0.0", "", "@sekimori/test", "1.0.0")
+    assert npm_test in snapshot.packages
+    assert snapshot.errors == [
+        f"npm: skipped {modules}/broken: package.json: not valid JSON for a package: "
+        "JSON is malformed: object keys must be strings (byte 1)"
+    ]
+    changes = [(k, p) for k, p in events if k in CHANGE_KINDS and "sekimori" in str(p)]
+    assert changes == [
+        _change("inventory.software_installed", "pypi", "sekimori-test", "1.1"),
+        _change("inventory.software_removed", "pypi", "sekimori-test", "1.0"),
+        _change("inventory.software_downgraded", "pypi", "sekimori-test", "1.1", "1.1rc1"),
+        _change("inventory.software_upgraded", "npm", "@sekimori/test", "1.0.0", "1.1.0"),
+        _change("inventory.software_downgraded", "npm", "@sekimori/test", "1.1.0", "1.1.0-beta.1"),
+        # Not SemVer: no order, reported as an upgrade.
+        _change("inventory.software_upgraded", "npm", "@sekimori/test", "1.1.0-beta.1", "weird"),
+        _change("inventory.software_removed", "npm", "@sekimori/test", "weird"),
+    ]

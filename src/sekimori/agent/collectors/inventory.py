@@ -16,7 +16,9 @@ appears in the snapshot but is not reported as "installed".
 
 A manager that cannot be read (``snap list`` fails, say) never makes its packages look
 removed: its last known list is kept, and the reason travels in the snapshot's
-``errors`` and the agent log.
+``errors`` and the agent log. The language ecosystems (pypi, npm) are read from many
+small metadata files: one broken file leaves out that one package, listed in the
+snapshot's ``errors`` as "skipped" (at most ``_MAX_SKIPPED_REPORTED`` per manager).
 """
 
 from __future__ import annotations
@@ -35,6 +37,12 @@ from sekimori.agent.collectors.base import Collector, CollectorError, CollectorS
 from sekimori.agent.outbox import PendingEvent
 from sekimori.agent.platform.current import PLATFORM
 from sekimori.agent.platform.linux import hardware
+from sekimori.agent.platform.linux.language_packages import (
+    NpmSource,
+    PypiSource,
+    compare_npm_versions,
+    compare_pypi_versions,
+)
 from sekimori.agent.platform.linux.software import (
     SOURCES,
     Signature,
@@ -58,10 +66,19 @@ __all__ = ["InventoryCollector", "InventorySettings"]
 
 log = logging.getLogger(__name__)
 
-_ALL_MANAGERS: list[Manager] = ["dpkg", "rpm", "snap", "flatpak"]
+_ALL_MANAGERS: list[Manager] = ["dpkg", "rpm", "snap", "flatpak", "pypi", "npm"]
 
 # Managers whose versions have a defined order; the others' changes count as upgrades.
-_VERSION_ORDER = {"dpkg": compare_dpkg_versions, "rpm": compare_rpm_versions}
+# pypi and npm order only versions that follow PEP 440 / SemVer (ValueError otherwise).
+_VERSION_ORDER = {
+    "dpkg": compare_dpkg_versions,
+    "rpm": compare_rpm_versions,
+    "pypi": compare_pypi_versions,
+    "npm": compare_npm_versions,
+}
+
+# A tree of broken metadata must not make every snapshot huge.
+_MAX_SKIPPED_REPORTED = 20
 
 
 class InventorySettings(CollectorSettings, forbid_unknown_fields=True, kw_only=True):
@@ -75,6 +92,11 @@ class InventorySettings(CollectorSettings, forbid_unknown_fields=True, kw_only=T
     exclude_packages: list[str] = msgspec.field(default_factory=list)
     # Time allowed to `rpm -qa`, `snap list`, `flatpak list`.
     command_timeout_seconds: float = 120.0
+    # Python site-packages directories read besides the system's (shell patterns, e.g.
+    # "/opt/*/venv/lib/python3.*/site-packages"). Local only: not set by policy.
+    pypi_paths: list[str] = msgspec.field(default_factory=list)
+    # node_modules directories read besides the global ones (shell patterns).
+    npm_paths: list[str] = msgspec.field(default_factory=list)
 
 
 class _Cursor(msgspec.Struct, forbid_unknown_fields=True):
@@ -128,12 +150,13 @@ class InventoryCollector(Collector):
             if settings.exclude_packages
             else None
         )
-        timeout = settings.command_timeout_seconds
         self._sources: dict[Manager, SoftwareSource] = {
-            m: SOURCES[m](timeout=timeout) for m in dict.fromkeys(settings.managers)
+            m: _source(m, settings) for m in dict.fromkeys(settings.managers)
         }
         self._signatures: dict[Manager, Signature | None] = {}
         self._reported_errors: dict[Manager, str] = {}
+        # Entries the last successful read of each manager left out ("path: why").
+        self._skipped: dict[Manager, list[str]] = {}
         self._known: dict[Manager, list[Package]] = {}
         self._baselined: set[Manager] = set()
         # The known lists moved since the cursor was last saved.
@@ -202,6 +225,7 @@ class InventoryCollector(Collector):
             if not source.present():
                 if force or self._known.get(manager):
                     read[manager] = []
+                self._skipped.pop(manager, None)
                 continue
             signature = source.signature()
             unchanged = signature is None or signature == self._signatures.get(manager)
@@ -218,7 +242,15 @@ class InventoryCollector(Collector):
                 continue
             self._signatures[manager] = signature
             self._reported_errors.pop(manager, None)
+            self._note_skipped(manager, source.skipped)
         return read, errors
+
+    def _note_skipped(self, manager: Manager, skipped: list[str]) -> None:
+        if skipped and skipped != self._skipped.get(manager):
+            log.warning(
+                "inventory: %s: %d entries skipped, e.g. %s", manager, len(skipped), skipped[0]
+            )
+        self._skipped[manager] = list(skipped)
 
     # ---- diffing -------------------------------------------------------------------
 
@@ -251,7 +283,10 @@ class InventoryCollector(Collector):
 
     def _version_change(self, old: Package, new: Package) -> PendingEvent:
         compare = _VERSION_ORDER.get(old.manager)
-        down = compare is not None and compare(new.version, old.version) < 0
+        try:
+            down = compare is not None and compare(new.version, old.version) < 0
+        except ValueError:
+            down = False  # a version outside PEP 440 / SemVer: no order, an upgrade
         kind, payload_type = (
             ("inventory.software_downgraded", SoftwareDowngraded)
             if down
@@ -279,11 +314,15 @@ class InventoryCollector(Collector):
             for p in self._known.get(m, [])
             if not self._is_excluded(p.name)
         ]
-        return SoftwareSnapshot(
-            packages=packages,
-            managers=managers,
-            errors=[f"{m}: {msg}" for m, msg in errors.items()],
-        )
+        problems = [f"{m}: {msg}" for m, msg in errors.items()]
+        for m, skipped in self._skipped.items():
+            if m in errors:
+                continue  # this round's read failed; its skips are from an older read
+            problems += [f"{m}: skipped {s}" for s in skipped[:_MAX_SKIPPED_REPORTED]]
+            if len(skipped) > _MAX_SKIPPED_REPORTED:
+                more = len(skipped) - _MAX_SKIPPED_REPORTED
+                problems.append(f"{m}: skipped {more} more entries")
+        return SoftwareSnapshot(packages=packages, managers=managers, errors=problems)
 
     # ---- cursor --------------------------------------------------------------------
 
@@ -307,6 +346,16 @@ class InventoryCollector(Collector):
     def _encode_cursor(self) -> bytes:
         packages = [p for m in sorted(self._known) for p in self._known[m]]
         return _encoder.encode(_Cursor(_CURSOR_VERSION, sorted(self._baselined), packages))
+
+
+def _source(manager: Manager, settings: InventorySettings) -> SoftwareSource:
+    """The reader of one manager, with the settings that concern it."""
+    timeout = settings.command_timeout_seconds
+    if manager == "pypi":
+        return PypiSource(timeout=timeout, extra_roots=settings.pypi_paths)
+    if manager == "npm":
+        return NpmSource(timeout=timeout, extra_roots=settings.npm_paths)
+    return SOURCES[manager](timeout=timeout)
 
 
 def _installed(p: Package) -> SoftwareInstalled:

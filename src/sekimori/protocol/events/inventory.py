@@ -5,14 +5,16 @@ Kinds:
 * ``inventory.hardware`` — the machine: CPU, memory, disks, network interfaces, DMI
   (vendor/model/serial/BIOS), OS release and kernel. Sent at agent start and daily.
 * ``inventory.software`` — the full list of installed packages (dpkg, rpm, snap,
-  flatpak). Sent at agent start and daily.
+  flatpak, and the language ecosystems: system-wide Python distributions as "pypi",
+  global Node.js packages as "npm"). Sent at agent start and daily.
 * ``inventory.software_installed`` / ``inventory.software_removed`` — one package
   appeared / disappeared since the last list the agent knew (even across an agent
   restart: changes made while the agent was down are reported as changes).
 * ``inventory.software_upgraded`` / ``inventory.software_downgraded`` — one package
   changed version. Downgraded only where the manager defines a version order (dpkg,
-  rpm) and the new version sorts before the old one; snap and flatpak versions are
-  free-form, so their changes are reported as upgraded.
+  rpm; pypi by PEP 440 and npm by SemVer when both versions follow them) and the new
+  version sorts before the old one; snap and flatpak versions are free-form, so their
+  changes are reported as upgraded.
 
 Fields a machine cannot provide (a VM without DMI, a disk without a serial) are empty
 strings or 0, never guessed.
@@ -45,7 +47,10 @@ __all__ = [
     "SoftwareUpgraded",
 ]
 
-Manager = Literal["dpkg", "rpm", "snap", "flatpak"]
+# "pypi": names normalised as in PEP 503 (lower case, runs of -_. as one "-");
+# "npm": names as in package.json ("@scope/name"). Both have architecture "" and
+# source/source_version equal to name/version.
+Manager = Literal["dpkg", "rpm", "snap", "flatpak", "pypi", "npm"]
 
 
 class _Part(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -163,7 +168,9 @@ class SoftwareSnapshot(Payload):
     # Managers present on the PC and read for this list.
     managers: list[Manager]
     # Managers that could not be read this time, and why; their packages in
-    # ``packages`` are the last ones the agent knew.
+    # ``packages`` are the last ones the agent knew. Also, prefixed "skipped", the
+    # entries a manager that was read had to leave out (a pypi METADATA or an npm
+    # package.json that cannot be parsed): the rest of that manager's list is current.
     errors: list[str]
 
 

@@ -8,7 +8,10 @@ Each manager is a ``SoftwareSource`` with three operations:
   has no such file: it is then read only on the collector's full rounds;
 * ``read(stop)`` — the installed packages. Raises ``SoftwareReadError`` (with a
   message naming the manager and the cause) when the list cannot be had; never
-  returns a partial list as if it were complete.
+  returns a partial list as if it were complete. A manager made of many small
+  metadata files (pypi, npm: see ``language_packages``) leaves out an entry whose file
+  is broken and says so in ``skipped`` (one line each, set by every ``read``): the
+  list is then complete but for those entries.
 
 dpkg is read straight from its database (``status`` plus the ``updates/`` journal that
 dpkg folds into it later), which is fast and spawns nothing. rpm, snap and flatpak are
@@ -41,6 +44,7 @@ __all__ = [
     "compare_dpkg_versions",
     "compare_rpm_version_strings",
     "compare_rpm_versions",
+    "file_signature",
     "parse_dpkg_status",
     "parse_flatpak_list",
     "parse_rpm_query",
@@ -98,7 +102,8 @@ def _stat_key(path: Path) -> tuple[str, int, int, int] | None:
     return (str(path), st.st_mtime_ns, st.st_size, st.st_ino)
 
 
-def _signature(paths: list[Path]) -> Signature | None:
+def file_signature(paths: list[Path]) -> Signature | None:
+    """The (path, mtime, size, inode) of each path that exists; None if none does."""
     keys = tuple(k for k in map(_stat_key, paths) if k is not None)
     return keys or None
 
@@ -195,6 +200,8 @@ class SoftwareSource(abc.ABC):
 
     def __init__(self, *, timeout: float = 120.0) -> None:
         self.timeout = timeout
+        # Entries the last read() left out, each "path: why" (see the module docstring).
+        self.skipped: list[str] = []
 
     @abc.abstractmethod
     def present(self) -> bool: ...
@@ -221,7 +228,7 @@ class DpkgSource(SoftwareSource):
     def signature(self) -> Signature | None:
         # dpkg replaces status by rename (new inode) and journals in updates/ between
         # checkpoints; the directory's mtime changes when a journal file comes or goes.
-        return _signature([self.admin_dir / "status", self.admin_dir / "updates"])
+        return file_signature([self.admin_dir / "status", self.admin_dir / "updates"])
 
     def read(self, stop: threading.Event | None = None) -> list[Package]:
         status = self.admin_dir / "status"
@@ -316,7 +323,7 @@ class RpmSource(SoftwareSource):
             if db.is_dir():
                 files.append(db)
                 files.extend(db.iterdir())  # a handful of files (Packages, rpmdb.sqlite)
-        return _signature(files)
+        return file_signature(files)
 
     def read(self, stop: threading.Event | None = None) -> list[Package]:
         rpm = shutil.which("rpm")
@@ -354,7 +361,7 @@ class SnapSource(SoftwareSource):
     def signature(self) -> Signature | None:
         # Installing, refreshing or removing a snap adds or removes a .snap file and
         # a mount point; snapd's state.json changes far more often, so it is not used.
-        return _signature([Path("/var/lib/snapd/snaps"), Path("/snap")])
+        return file_signature([Path("/var/lib/snapd/snaps"), Path("/snap")])
 
     def read(self, stop: threading.Event | None = None) -> list[Package]:
         snap = shutil.which("snap")
@@ -397,7 +404,7 @@ class FlatpakSource(SoftwareSource):
 
     def signature(self) -> Signature | None:
         # flatpak touches .changed in an installation after every change to it.
-        return _signature([Path("/var/lib/flatpak/.changed"), Path("/var/lib/flatpak/app")])
+        return file_signature([Path("/var/lib/flatpak/.changed"), Path("/var/lib/flatpak/app")])
 
     def read(self, stop: threading.Event | None = None) -> list[Package]:
         flatpak = shutil.which("flatpak")
@@ -407,6 +414,8 @@ class FlatpakSource(SoftwareSource):
         return parse_flatpak_list(run_command(argv, timeout=self.timeout, stop=stop))
 
 
+# The language ecosystems (pypi, npm) are read by language_packages; the inventory
+# collector builds those with the extra directories its settings name.
 SOURCES: dict[Manager, type[SoftwareSource]] = {
     "dpkg": DpkgSource,
     "rpm": RpmSource,
