@@ -10,7 +10,9 @@ if [ "${1:-test}" = "test" ]; then
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 # The collectors are tested against the real desktop: a virtual X server with a
 # window manager, real windows and a real Chromium.
-for tool in Xvfb:xvfb openbox:openbox xterm:xterm chromium:chromium xdotool:xdotool xprop:x11-utils xauth:xauth; do
+# i3lock: the screen locker the remote "lock" action falls back to (its test proves
+# the keyboard is grabbed).
+for tool in Xvfb:xvfb openbox:openbox xterm:xterm chromium:chromium xdotool:xdotool xprop:x11-utils xauth:xauth i3lock:i3lock; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool##*:}")
 done
 fi

@@ -9,6 +9,7 @@ from typing import Final
 
 from sekimori.protocol.events import EVENT_KINDS, Payload
 from sekimori.protocol.events.agent import (
+    ActionOutcome,
     AgentLog,
     AgentStarted,
     AgentStopped,
@@ -226,6 +227,15 @@ SAMPLES: Final[dict[str, Callable[[str], Payload]]] = {
         paths=["/run/sekimori/notice.txt"],
         text_en="This PC records applications used.",
         text_ja="このPCは使用したアプリケーションを記録します。",
+    ),
+    "agent.action": lambda u: ActionOutcome(
+        nonce="0f" * 16,
+        action="kill_process",
+        status="refused",
+        signers=[],
+        reason="kill_process needs an operator signature",
+        requested_by="admin",
+        device_count=1,
     ),
     # As the server stores it: the picture moved to the blob store, image emptied.
     "screen.frame": lambda u: ScreenFrame(

@@ -14,6 +14,7 @@ from typing import Any
 
 from sekimori.protocol.events import Payload
 from sekimori.protocol.events.agent import (
+    ActionOutcome,
     AgentLog,
     AgentStarted,
     CollectorHealth,
@@ -103,12 +104,13 @@ def _session(p: Logon | Logoff) -> _Fields:
     return p.user, f"{p.tty} {p.host} {p.address}".strip()
 
 
+# The manager is searchable too: "pypi" or "npm" finds the language packages' changes.
 def _package(p: SoftwareInstalled | SoftwareRemoved) -> _Fields:
-    return p.name, f"{p.name} {p.version}"
+    return p.name, f"{p.name} {p.version} {p.manager}"
 
 
 def _version(p: SoftwareUpgraded | SoftwareDowngraded) -> _Fields:
-    return p.name, f"{p.name} {p.from_version} {p.to_version}"
+    return p.name, f"{p.name} {p.from_version} {p.to_version} {p.manager}"
 
 
 def _log(p: AgentLog) -> _Fields:
@@ -126,6 +128,10 @@ def _agent(p: AgentStarted) -> _Fields:
 def _policy(p: PolicyApplication) -> _Fields:
     state = "applied" if p.ok else f"refused: {p.error}"
     return p.group or None, f"version {p.version} {state} {' '.join(p.restarted)}".strip()
+
+
+def _action(p: ActionOutcome) -> _Fields:
+    return p.action, f"{p.status} {p.reason} {p.nonce}".strip()
 
 
 def _frame(p: ScreenFrame) -> _Fields:
@@ -168,6 +174,7 @@ _BY_TYPE: dict[type[Any], Callable[[Any], _Fields]] = {
     AgentStarted: _agent,
     PolicyApplication: _policy,
     NoticeUpdated: _notice,
+    ActionOutcome: _action,
     ScreenFrame: _frame,
 }
 

@@ -45,6 +45,9 @@ class ActionContext:
     # Hooks into the running agent (refresh inventory, screenshot now, live control):
     # name -> callable, filled by the runtime.
     hooks: dict[str, Callable[..., object]] = field(default_factory=dict)
+    # The program restart/shutdown run (``shutdown -r +N msg``); agent setting
+    # ``actions_shutdown_command`` (tests point it at a recording script).
+    shutdown_command: tuple[str, ...] = ("shutdown",)
 
 
 Handler = Callable[[ActionParams, ActionContext], Awaitable[Outcome]]

@@ -198,6 +198,18 @@ class Supervisor:
             if entry.thread.is_alive():
                 log.warning("%s did not stop within %.0f s", entry.thread.name, timeout)
 
+    def restart(self, name: str) -> bool:
+        """Stop and start collector ``name`` now (a remote ``refresh_inventory``: the
+        inventory collector's first round is a full one). False when it is not
+        enabled. Blocks while the collector stops: call it from a thread."""
+        with self._lock:
+            entry = self._plan.get(name)
+            if entry is None or self._stop.is_set():
+                return False
+            self._halt(name)
+            self._launch(name, *entry)
+        return True
+
     def running(self, name: str) -> Collector | None:
         """The collector ``name`` if it is running now."""
         return self._instances.get(name)

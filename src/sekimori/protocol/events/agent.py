@@ -8,6 +8,7 @@ from sekimori.protocol.events._base import Payload
 
 __all__ = [
     "KINDS",
+    "ActionOutcome",
     "AgentLog",
     "AgentStarted",
     "AgentStopped",
@@ -80,6 +81,21 @@ class NoticeUpdated(Payload):
     text_ja: str = ""
 
 
+class ActionOutcome(Payload):
+    """What became of a remote action on this PC (``sekimori.agent.actions``), sent
+    through the outbox as well as answered on the connection, so the fleet's history
+    shows refusals even when the server lost the ``action_result``. ``signers``: the
+    operators whose signatures the agent verified."""
+
+    nonce: str
+    action: str
+    status: Literal["done", "failed", "refused"]
+    signers: list[str]
+    reason: str = ""
+    requested_by: str = ""
+    device_count: int = 0
+
+
 KINDS: Final[dict[str, type[Payload]]] = {
     "agent.started": AgentStarted,
     "agent.stopped": AgentStopped,
@@ -88,4 +104,5 @@ KINDS: Final[dict[str, type[Payload]]] = {
     "agent.collector_health": CollectorHealth,
     "agent.policy_applied": PolicyApplication,
     "agent.notice_updated": NoticeUpdated,
+    "agent.action": ActionOutcome,
 }

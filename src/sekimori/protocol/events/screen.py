@@ -25,7 +25,8 @@ __all__ = ["KINDS", "MAX_FRAME_BYTES", "ScreenFrame"]
 # screen can reach a few MB. Beyond this the agent lowers the quality or the scale.
 MAX_FRAME_BYTES: Final = 3 * 1024 * 1024
 
-Trigger = Literal["window_change", "interval", "rule", "live"]
+# "action": a one-off screenshot asked for by a remote action (docs/actions.md).
+Trigger = Literal["window_change", "interval", "rule", "live", "action"]
 ImageFormat = Literal["jpeg", "webp", "png"]
 
 
