@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from sekimori.protocol.events import EVENT_KINDS
 from sekimori.protocol.events.file import FileCopiedToRemovable, FileMoved
+from sekimori.protocol.events.inventory import SoftwareInstalled, SoftwareUpgraded
 from sekimori.protocol.events.process import ProcessStarted
 from sekimori.protocol.events.web import WebVisit
 from sekimori.server.event_fields import MAX_SUBJECT, MAX_TAG, event_fields
@@ -55,6 +56,19 @@ def test_file_moves_and_copies_to_removable_media() -> None:
         device="/dev/sdb1",
     )
     assert event_fields(copied) == ("/dev/sdb1", "/media/usb/plan.xlsx")
+
+
+def test_software_changes_group_by_name_and_search_by_version_and_manager() -> None:
+    installed = SoftwareInstalled(
+        manager="npm", name="@babel/core", architecture="", version="7.26.0",
+        source="@babel/core", source_version="7.26.0",
+    )  # fmt: skip
+    assert event_fields(installed) == ("@babel/core", "@babel/core 7.26.0 npm")
+    upgraded = SoftwareUpgraded(
+        manager="pypi", name="requests", architecture="", from_version="2.31.0",
+        to_version="2.32.3", source="requests", source_version="2.32.3",
+    )  # fmt: skip
+    assert event_fields(upgraded) == ("requests", "requests 2.31.0 2.32.3 pypi")
 
 
 @given(st.data())

@@ -51,7 +51,14 @@ from sekimori.protocol.events.web import WebVisit
 from sekimori.protocol.events.window import FocusSpan, WindowActive, WindowFocus, WindowIdle
 from sekimori.server.console.i18n import N_, gettext
 
-__all__ = ["KIND_LABELS", "decode_payload", "duration_text", "kind_label", "summarize"]
+__all__ = [
+    "KIND_LABELS",
+    "decode_payload",
+    "duration_text",
+    "kind_label",
+    "manager_label",
+    "summarize",
+]
 
 MAX_LINE: Final = 400
 
@@ -181,9 +188,9 @@ def _line(p: Payload) -> str:  # one case per kind
         case PrintPage():
             return f"{p.printer}: {p.document} ({p.page})"
         case SoftwareInstalled() | SoftwareRemoved():
-            return f"{p.name} {p.version}"
+            return f"{p.name} {p.version}{_ecosystem(p.manager)}"
         case SoftwareUpgraded() | SoftwareDowngraded():
-            return f"{p.name} {p.from_version} → {p.to_version}"
+            return f"{p.name} {p.from_version} → {p.to_version}{_ecosystem(p.manager)}"
         case SoftwareSnapshot():
             return gettext("%(count)d packages") % {"count": len(p.packages)}
         case Hardware():
@@ -205,6 +212,23 @@ def _line(p: Payload) -> str:  # one case per kind
         case OutboxDropped():
             return gettext("%(count)d events dropped (outbox full)") % {"count": p.count}
     return ""
+
+
+# Package managers as the console names them: the language ecosystems by their
+# language, since "requests" or "debug" alone does not say it is a library of one.
+_MANAGER_LABELS: Final[dict[str, str]] = {
+    "pypi": "Python (PyPI)",
+    "npm": "Node.js (npm)",
+}
+
+
+def manager_label(manager: str) -> str:
+    """The console's name for a package manager (proper names: not translated)."""
+    return _MANAGER_LABELS.get(manager, manager)
+
+
+def _ecosystem(manager: str) -> str:
+    return f" · {_MANAGER_LABELS[manager]}" if manager in _MANAGER_LABELS else ""
 
 
 def summarize(kind: str, payload: str) -> str:

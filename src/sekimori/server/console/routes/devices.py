@@ -15,7 +15,12 @@ from starlette.routing import BaseRoute, Route
 from sekimori.clock import now_us
 from sekimori.protocol.events import EVENT_KINDS
 from sekimori.protocol.events.inventory import Hardware, SoftwareSnapshot
-from sekimori.server.console.event_summary import decode_payload, kind_label, summarize
+from sekimori.server.console.event_summary import (
+    decode_payload,
+    kind_label,
+    manager_label,
+    summarize,
+)
 from sekimori.server.console.permissions import allowed
 from sekimori.server.console.routes.alerts import severity_label, status_label
 from sekimori.server.console.routes.dashboard import minimum_agent_version
@@ -136,9 +141,21 @@ def _software(ctx: PageContext, device: Device) -> dict[str, Any]:
         snapshot = decoded if isinstance(decoded, SoftwareSnapshot) else None
     wanted = ctx.query.get("pkg", "").strip().lower()[:128]
     packages = []
+    managers: list[str] = []
+    manager = ""
     if snapshot is not None:
+        # The managers the agent read, then any others its packages name (an older list).
+        managers = list(dict.fromkeys(snapshot.managers))
+        managers += sorted({p.manager for p in snapshot.packages} - set(managers))
+        manager = ctx.query.get("manager", "")
+        manager = manager if manager in managers else ""
         packages = sorted(
-            (p for p in snapshot.packages if not wanted or wanted in p.name.lower()),
+            (
+                p
+                for p in snapshot.packages
+                if (not wanted or wanted in p.name.lower())
+                and (not manager or p.manager == manager)
+            ),
             key=lambda p: (p.name, p.manager, p.architecture),
         )
     changes = [
@@ -149,6 +166,9 @@ def _software(ctx: PageContext, device: Device) -> dict[str, Any]:
         "snapshot": snapshot,
         "snapshot_event": snapshot_event,
         "pkg": wanted,
+        "manager": manager,
+        "managers": managers,
+        "manager_label": manager_label,
         "packages": packages[:MAX_PACKAGES_SHOWN],
         "packages_total": len(packages),
         "changes": changes,
