@@ -41,14 +41,15 @@ class SekimoriServer:
         self.engine = self.init.engine
         self.pki = self.init.pki
         self.metrics = Metrics()
+        blobs = blob_store_for(settings.data_path)
         self.writer = IngestWriter(
             self.engine,
             self.metrics,
             commit_events=settings.server.ingest_commit_events,
-            blobs=blob_store_for(settings.data_path),
+            blobs=blobs,
         )
         self.channel = AgentChannel(
-            settings.server, self.engine, self.pki, self.writer, self.metrics
+            settings.server, self.engine, self.pki, self.writer, self.metrics, blobs=blobs
         )
         # Notifications, state rules, retention purge (issue 5).
         self.alert_jobs = AlertJobs(self.engine, settings)
@@ -100,6 +101,7 @@ class SekimoriServer:
                     asyncio.create_task(self.channel.watch_revocations()),
                     asyncio.create_task(self.channel.flush_presence()),
                     asyncio.create_task(self.channel.watch_policies()),
+                    asyncio.create_task(self.channel.actions.run()),
                     asyncio.create_task(ops.serve()),
                 ]
                 log.info(

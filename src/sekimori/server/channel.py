@@ -19,6 +19,11 @@ An agent that was offline gets the current one when it reconnects. Its
 Live view: ``self.live`` (``sekimori.server.live.LiveSessions``) sends ``live_start``
 and ``live_stop`` to agents that listed the ``live`` capability; their ``live_state``
 and ``live_frame`` answers are handed to it as they arrive (never stored, never acked).
+
+Signed remote actions: ``self.actions`` (``sekimori.server.actions.routing.ActionRouter``)
+sends agents that listed the ``actions`` capability the operator keyring chain after
+``welcome`` and on each new version, delivers ready commands to them and stores their
+``action_data``/``action_result`` answers (``operators_applied`` is logged).
 """
 
 from __future__ import annotations
@@ -66,9 +71,17 @@ from sekimori.protocol import (
     encode_message,
     encode_policy_document,
 )
-from sekimori.protocol.messages import Message
+from sekimori.protocol.messages import (
+    CAPABILITY_ACTIONS,
+    ActionData,
+    ActionResult,
+    Message,
+    OperatorsApplied,
+)
 from sekimori.protocol.policy import Policy
+from sekimori.server.actions.routing import ActionRouter
 from sekimori.server.batch_rows import stored_batch
+from sekimori.server.blobs import BlobStore
 from sekimori.server.enrollment import check_host_fields, enroll_device
 from sekimori.server.ingest import IngestWriter, StoreUnavailable
 from sekimori.server.live import LiveSessions
@@ -134,6 +147,8 @@ class _Session:
     # Live view (only for agents with the "live" capability).
     wants_live: bool = False
     wants_burst: bool = False
+    # Signed remote actions (only for agents with the "actions" capability).
+    wants_actions: bool = False
 
 
 class AgentChannel:
@@ -144,6 +159,8 @@ class AgentChannel:
         pki: PKI,
         writer: IngestWriter,
         metrics: Metrics,
+        *,
+        blobs: BlobStore | None = None,
     ) -> None:
         self._settings = settings
         self._engine = engine
@@ -156,6 +173,7 @@ class AgentChannel:
         self._outbox_depths: dict[str, int] = {}
         self._pending_commands: dict[str, asyncio.Future[CommandResult]] = {}
         self.live = LiveSessions(self._send_live, self._live_capable)
+        self.actions = ActionRouter(engine, blobs, self._send_actions)
 
     @property
     def connected_devices(self) -> list[str]:
@@ -278,6 +296,9 @@ class AgentChannel:
             if CAPABILITY_POLICY in hello.capabilities:
                 session.wants_policy = True
                 await self._push_policy(session, {})
+            if CAPABILITY_ACTIONS in hello.capabilities:
+                session.wants_actions = True
+                await self.actions.device_connected(device_id)
             async for frame in ws:
                 await self._dispatch(session, self._decode(frame))
         finally:
@@ -287,6 +308,7 @@ class AgentChannel:
             if self._sessions.get(device_id) is session:
                 del self._sessions[device_id]
                 self.live.device_gone(device_id)
+                self.actions.device_gone(device_id)
                 self._outbox_depths.pop(device_id, None)
                 self._metrics.agent_outbox_events.set(sum(self._outbox_depths.values()))
                 self._metrics.agents_connected.set(len(self._sessions))
@@ -323,6 +345,11 @@ class AgentChannel:
             await self._policy_applied(session, message)
         elif isinstance(message, (LiveFrame, LiveState)) and session.wants_live:
             self.live.deliver(session.device_id, message)
+        elif (
+            isinstance(message, (OperatorsApplied, ActionData, ActionResult))
+            and session.wants_actions
+        ):
+            await self.actions.receive(session.device_id, message)
         elif isinstance(message, CommandResult):
             waiter = self._pending_commands.pop(message.command_id, None)
             if waiter is None or waiter.done():
@@ -449,6 +476,14 @@ class AgentChannel:
     def _live_capable(self, device_id: str) -> bool | None:
         session = self._sessions.get(device_id)
         return None if session is None else session.wants_live
+
+    # ---- signed remote actions --------------------------------------------------------
+
+    async def _send_actions(self, device_id: str, message: Message) -> None:
+        session = self._sessions.get(device_id)
+        if session is None or not session.wants_actions:
+            raise LookupError(f"device {device_id} is not connected here with actions")
+        await session.ws.send(encode_message(message))
 
     # ---- collection policies ------------------------------------------------------------
 

@@ -9,6 +9,8 @@ import sqlalchemy as sa
 
 from sekimori.clock import now_us
 from sekimori.protocol import Enroll, Enrolled
+from sekimori.protocol.signing import encode_signed_keyring
+from sekimori.server.actions.keyrings import current_keyring
 from sekimori.server.pki import PKI, EnrollmentRefused
 from sekimori.server.store.schema import devices
 from sekimori.server.store.tokens import TokenRefused, consume_token
@@ -66,4 +68,8 @@ def enroll_device(engine: sa.Engine, pki: PKI, request: Enroll) -> Enrolled:
             )
         )
     log.info("enrolled device %s (%s)", device_id, request.hostname)
-    return Enrolled(device_id=device_id, certificate_pem=certificate)
+    # The current operator keyring: the agent pins it only if its fingerprint is the
+    # one its administrator gave (``--operators``), so the server cannot choose it.
+    keyring = current_keyring(engine)
+    operators = encode_signed_keyring(keyring[2]) if keyring is not None else b""
+    return Enrolled(device_id=device_id, certificate_pem=certificate, operators=operators)
