@@ -15,7 +15,9 @@ restarting collectors never holds up acks), each answered with ``policy_applied`
 With a ``live`` handler (``sekimori.agent.live.LiveView``) it lists the ``live``
 capability: ``live_start``/``live_stop`` go to the handler, whose frames and states
 are sent straight on the connection (never through the outbox); a session still
-running when the connection drops is ended at once.
+running when the connection drops is ended at once. It lists ``remote_control`` too:
+``live_input`` goes to the handler, which injects it only while a signed
+``remote_control`` grant is active for that session (``sekimori.agent.live``).
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ from sekimori.protocol import (
     encode_batch_body,
     encode_message,
 )
-from sekimori.protocol.messages import Message
+from sekimori.protocol.messages import CAPABILITY_REMOTE_CONTROL, LiveInput, Message
 from sekimori.settings import AgentSettings
 
 if TYPE_CHECKING:
@@ -213,7 +215,7 @@ class ChannelClient:
         if self._on_policy is not None:
             capabilities.append(CAPABILITY_POLICY)
         if self._live is not None:
-            capabilities.append(CAPABILITY_LIVE)
+            capabilities += [CAPABILITY_LIVE, CAPABILITY_REMOTE_CONTROL]
         if self._on_screen_burst is not None:
             capabilities.append(CAPABILITY_SCREEN_BURST)
         return capabilities
@@ -295,6 +297,8 @@ class ChannelClient:
                 self._live.start(message, lambda m: self._send(ws, m))
             elif isinstance(message, LiveStop) and self._live is not None:
                 self._live.stop(message)
+            elif isinstance(message, LiveInput) and self._live is not None:
+                self._live.input(message)
             elif isinstance(message, ScreenBurst) and self._on_screen_burst is not None:
                 if self._on_screen_burst():
                     log.info(

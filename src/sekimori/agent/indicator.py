@@ -10,8 +10,15 @@ second so no window stays over it. The dialog is a managed window kept above the
 others; Enter or its "Allow" button allows, Escape, "Deny", closing it or no answer
 within the timeout refuses.
 
-Windows are named (WM_NAME) ``INDICATOR_TITLE`` and ``CONSENT_TITLE``: tests and
-administrators find them by those names. Blocking calls: run them in a thread.
+Remote control (``sekimori.agent.actions.remote``) has its own forms of both: a
+consent dialog asking whether the viewer may *control* the keyboard and mouse
+(``CONTROL_CONSENT_TITLE``), and, while control is granted, an orange bar just below
+the red one (``ControlIndicator``, ``CONTROL_INDICATOR_TITLE``) saying who controls
+the PC; clicking it or pressing the Pause key takes control back at once.
+
+Windows are named (WM_NAME) ``INDICATOR_TITLE``, ``CONSENT_TITLE``,
+``CONTROL_INDICATOR_TITLE`` and ``CONTROL_CONSENT_TITLE``: tests and administrators
+find them by those names. Blocking calls: run them in a thread.
 """
 
 from __future__ import annotations
@@ -19,24 +26,39 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from PIL import Image, ImageDraw, ImageFont
-from Xlib import X, Xatom
+from Xlib import XK, X, Xatom
 from Xlib.display import Display
-from Xlib.error import XError
+from Xlib.error import CatchError, XError
 
 from sekimori.agent.platform.linux.x11 import _open_display
 
-__all__ = ["CONSENT_TITLE", "INDICATOR_TITLE", "Indicator", "ask_consent"]
+__all__ = [
+    "CONSENT_TITLE",
+    "CONTROL_CONSENT_TITLE",
+    "CONTROL_INDICATOR_TITLE",
+    "INDICATOR_TITLE",
+    "TAKE_BACK_KEY",
+    "ControlIndicator",
+    "Indicator",
+    "ask_consent",
+]
 
 log = logging.getLogger(__name__)
 
 INDICATOR_TITLE = "Sekimori live view"
 CONSENT_TITLE = "Sekimori: allow screen viewing?"
+CONTROL_INDICATOR_TITLE = "Sekimori remote control"
+CONTROL_CONSENT_TITLE = "Sekimori: allow remote control?"
+# The key that takes control back (grabbed on the whole display while controlled).
+TAKE_BACK_KEY = "Pause"
 BAR_HEIGHT = 30
 _RED = (200, 16, 32)
+_ORANGE = (224, 112, 0)
 _WHITE = (255, 255, 255)
 _GREEN = (24, 128, 56)
 _GREY = (96, 96, 96)
@@ -173,6 +195,128 @@ class Indicator:
             self._display.close()
 
 
+def control_text(controller: str, japanese: bool) -> list[str]:
+    english = (
+        f"Your keyboard and mouse are being controlled by {controller}"
+        f" — click here or press {TAKE_BACK_KEY} to take control back"
+    )
+    if not japanese:
+        return [english]
+    japanese_text = (
+        f"遠隔操作中: {controller}（ここをクリックするか {TAKE_BACK_KEY} キーで操作を取り戻せます）"
+    )
+    return [japanese_text, english]
+
+
+class ControlIndicator:
+    """The orange bar under the red one while someone controls the PC remotely.
+
+    A click on it, or the ``TAKE_BACK_KEY`` pressed anywhere (grabbed on the root
+    window; when another program holds that grab, the click still works), calls
+    ``on_take_back`` once, from the bar's own thread. ``close()`` removes it."""
+
+    def __init__(
+        self,
+        display: str,
+        xauthority: str | None,
+        controller: str,
+        on_take_back: Callable[[], None],
+    ) -> None:
+        self._display = _open_display(display, xauthority)
+        self._stop = threading.Event()
+        self._on_take_back = on_take_back
+        self.hotkey = False
+        try:
+            screen = self._display.screen()
+            width = screen.width_in_pixels
+            font, japanese = _font(15)
+            lines = control_text(controller, japanese)
+            height = 8 + 22 * len(lines)
+            image = Image.new("RGB", (width, height), _ORANGE)
+            draw = ImageDraw.Draw(image)
+            for i, line in enumerate(lines):
+                box = draw.textbbox((0, 0), line, font=font)
+                left = max(8, (width - (box[2] - box[0])) // 2)
+                draw.text((left, 4 + 22 * i - box[1]), line, _WHITE, font)
+            self._window = screen.root.create_window(
+                0,
+                BAR_HEIGHT,
+                width,
+                height,
+                0,
+                screen.root_depth,
+                X.InputOutput,
+                X.CopyFromParent,
+                override_redirect=True,
+                background_pixel=screen.black_pixel,
+                event_mask=X.ButtonPressMask,
+            )
+            _set_names(self._display, self._window, CONTROL_INDICATOR_TITLE)
+            self._window.change_attributes(
+                background_pixmap=_pixmap(self._display, self._window, image)
+            )
+            self._window.map()
+            self._window.raise_window()
+            self._keycode = self._display.keysym_to_keycode(XK.string_to_keysym(TAKE_BACK_KEY))
+            if self._keycode:
+                catch = CatchError()
+                screen.root.grab_key(
+                    self._keycode,
+                    X.AnyModifier,
+                    True,
+                    X.GrabModeAsync,
+                    X.GrabModeAsync,
+                    onerror=catch,
+                )
+                self._display.sync()
+                self.hotkey = catch.get_error() is None
+            self._display.sync()
+        except BaseException:
+            self._display.close()
+            raise
+        self._thread = threading.Thread(target=self._watch, name="control-indicator", daemon=True)
+        self._thread.start()
+
+    @property
+    def window_id(self) -> int:
+        return int(self._window.id)
+
+    def _watch(self) -> None:
+        last_raise = time.monotonic()
+        while not self._stop.wait(0.05):
+            try:
+                while self._display.pending_events():
+                    event = self._display.next_event()
+                    taken = (
+                        event.type == X.ButtonPress and event.window.id == self._window.id
+                    ) or (event.type == X.KeyPress and event.detail == self._keycode)
+                    if taken:
+                        log.info("remote control: the user took control back")
+                        self._on_take_back()
+                        return
+                if time.monotonic() - last_raise >= 1.0:
+                    last_raise = time.monotonic()
+                    self._window.raise_window()
+                    self._display.flush()
+            except (XError, OSError) as exc:
+                log.warning("remote-control indicator: %s", exc)
+                return
+
+    def close(self) -> None:
+        self._stop.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=5)
+        try:
+            if self.hotkey:
+                self._display.screen().root.ungrab_key(self._keycode, X.AnyModifier)
+            self._window.destroy()
+            self._display.sync()
+        except (XError, OSError):
+            pass  # the display is gone: so is the window
+        finally:
+            self._display.close()
+
+
 def _button(
     draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], text: str, fill: Any
 ) -> None:
@@ -190,26 +334,46 @@ def ask_consent(
     viewer: str,
     timeout: float,
     cancel: threading.Event | None = None,
+    *,
+    purpose: Literal["view", "control"] = "view",
 ) -> bool:
-    """Ask the PC's user whether ``viewer`` may watch the screen; True only for an
-    explicit "allow" (Enter or the button) within ``timeout`` seconds. Setting
-    ``cancel`` closes the dialog at once (the request was withdrawn): False."""
+    """Ask the PC's user whether ``viewer`` may watch the screen (``purpose="view"``)
+    or control its keyboard and mouse (``"control"``); True only for an explicit
+    "allow" (Enter or the button) within ``timeout`` seconds. Setting ``cancel``
+    closes the dialog at once (the request was withdrawn): False."""
     conn = _open_display(display, xauthority)
     try:
-        return _ask(conn, viewer, timeout, cancel or threading.Event())
+        return _ask(conn, viewer, timeout, cancel or threading.Event(), purpose)
     finally:
         conn.close()
 
 
-def _ask(conn: Display, viewer: str, timeout: float, cancel: threading.Event) -> bool:
-    screen = conn.screen()
-    font, japanese = _font(16)
+def _consent_lines(viewer: str, japanese: bool, purpose: str) -> list[str]:
+    if purpose == "control":
+        lines = [
+            f"{viewer} asks to control this PC's keyboard and mouse",
+            "while viewing the screen. Allow?",
+            f"(Click the orange bar or press {TAKE_BACK_KEY} to take control back.)",
+        ]
+        if japanese:
+            ja = f"{viewer} さんがこの PC のキーボードとマウスの遠隔操作を求めています。"
+            lines = [ja, "許可しますか？", *lines]
+        return lines
     lines = [f"{viewer} asks to view your screen.", "Allow?"]
     if japanese:
         lines = [f"{viewer} さんがこの画面の閲覧を求めています。", "許可しますか？", *lines]
-    width, height = 520, 90 + 26 * len(lines)
-    allow_box = (60, height - 60, 240, height - 20)
-    deny_box = (280, height - 60, 460, height - 20)
+    return lines
+
+
+def _ask(conn: Display, viewer: str, timeout: float, cancel: threading.Event, purpose: str) -> bool:
+    screen = conn.screen()
+    font, japanese = _font(16)
+    lines = _consent_lines(viewer, japanese, purpose)
+    width = 520 if purpose == "view" else 640
+    height = 90 + 26 * len(lines)
+    middle = width // 2
+    allow_box = (middle - 200, height - 60, middle - 20, height - 20)
+    deny_box = (middle + 20, height - 60, middle + 200, height - 20)
     image = Image.new("RGB", (width, height), (245, 245, 245))
     draw = ImageDraw.Draw(image)
     for i, line in enumerate(lines):
@@ -228,7 +392,7 @@ def _ask(conn: Display, viewer: str, timeout: float, cancel: threading.Event) ->
         background_pixel=screen.white_pixel,
         event_mask=X.KeyPressMask | X.ButtonPressMask | X.StructureNotifyMask,
     )
-    _set_names(conn, window, CONSENT_TITLE)
+    _set_names(conn, window, CONSENT_TITLE if purpose == "view" else CONTROL_CONSENT_TITLE)
     window.change_attributes(background_pixmap=_pixmap(conn, window, image))
     window.set_wm_hints(flags=1, input=1)  # InputHint: it takes the keyboard
     delete = conn.intern_atom("WM_DELETE_WINDOW")

@@ -16,6 +16,19 @@ A session, one at a time:
    duration (the shorter of the request's and the policy's), or on a capture error;
    the agent answers ``live_state(stopped)`` when it still can.
 
+Remote control rides on these sessions. A verified, signed ``remote_control`` action
+that the person allowed (``sekimori.agent.actions.remote``) calls ``grant_control``:
+the orange "being controlled" bar appears (``indicator.ControlIndicator``) and, until
+the grant ends, ``live_input`` for a live session *of the console user who requested
+the command*, naming the command's nonce, is injected with XTEST
+(``sekimori.agent.xinput``). The grant is bound to that user's live session running
+when it is given (else to the next one that user starts); it ends after its
+``max_seconds``, when that session ends, or when the person clicks the orange bar or
+presses Pause. Then every key and button still pressed is released. Input at any
+other time is dropped and counted (``dropped_input``; the first drop of a session and
+the session's total go to the local journal). The agent reports ``live_control``
+(``granted``/``ended``) on the session it is bound to.
+
 The agent still dials out only: nothing here listens on a port.
 """
 
@@ -42,15 +55,17 @@ from sekimori.agent.platform.linux.display import (
 from sekimori.clock import now_us
 from sekimori.protocol import MAX_LIVE_FRAME_BYTES, LiveFrame, LiveStart, LiveState, LiveStop
 from sekimori.protocol.events.screen import ScreenFrame
-from sekimori.protocol.messages import Message
+from sekimori.protocol.live_input import InputEvent, PointerMove
+from sekimori.protocol.messages import LiveControl, LiveInput, Message
 from sekimori.protocol.policy import LiveViewPolicy
 
 if TYPE_CHECKING:
-    from sekimori.agent.indicator import Indicator
+    from sekimori.agent.indicator import ControlIndicator, Indicator
     from sekimori.agent.screens import EncodedFrame, ImageFormat, ScreenGrabber
     from sekimori.agent.screens import Monitor as ScreenMonitor
+    from sekimori.agent.xinput import Injector, ScreenPoint
 
-__all__ = ["LiveView", "display_settings"]
+__all__ = ["ControlBusy", "LiveView", "display_settings"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +74,15 @@ Send = Callable[[Message], Awaitable[None]]
 Record = Callable[[ScreenFrame, int], object]
 # A recorded session keeps at most one picture per monitor this often.
 RECORD_EVERY_SECONDS = 1.0
+# Batches of input waiting for the injector thread; beyond this input is dropped
+# (a viewer flooding the PC gets nothing queued for later).
+MAX_QUEUED_INPUT = 32
+# Writes an entry to the agent's local action log: (event, detail).
+Journal = Callable[[str, dict[str, object]], None]
+
+
+class ControlBusy(Exception):
+    """Remote control is already granted to someone on this PC."""
 
 
 def display_settings(collectors: dict[str, dict[str, Any]]) -> tuple[str, str]:
@@ -77,6 +101,32 @@ class _Session:
     cancel: threading.Event = field(default_factory=threading.Event)
     reason: str = ""
     task: asyncio.Task[None] | None = None
+    send: Send | None = None
+    # The indicator is up and pictures flow (input may be injected from now on).
+    started: bool = False
+    # monitor number (1 = first) -> (its geometry, the size of its last picture)
+    pictures: dict[int, tuple[ScreenMonitor, int, int]] = field(default_factory=dict)
+    dropped_input: int = 0
+
+
+@dataclass(eq=False)
+class _Grant:
+    """Remote control granted by a signed ``remote_control`` command."""
+
+    nonce: str
+    user: str
+    until: float  # time.monotonic()
+    until_us: int
+    display: str
+    xauthority: str
+    pool: concurrent.futures.ThreadPoolExecutor
+    session_id: str | None = None
+    indicator: ControlIndicator | None = None
+    injector: Injector | None = None
+    timer: asyncio.TimerHandle | None = None
+    ended: bool = False
+    queued: int = 0
+    injected: int = 0
 
 
 class LiveView:
@@ -89,13 +139,18 @@ class LiveView:
         display: str = "",
         xauthority: str = "",
         record: Record | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self._policy = policy
         self._record = record
+        self._journal = journal
         self._display = display
         self._xauthority = xauthority
         self._session: _Session | None = None
         self._pending: set[asyncio.Task[None]] = set()
+        self._grant: _Grant | None = None
+        self.dropped_input = 0
+        self.injected_input = 0
 
     @property
     def active(self) -> str | None:
@@ -139,6 +194,7 @@ class LiveView:
             log.warning("live view %s failed: %s", start.session_id, exc)
             await _quiet_send(send, _state(start, "stopped", f"error on the PC: {exc}"))
         finally:
+            self._session_ended(session)
             self._session = None
 
     async def _session_body(self, session: _Session, send: Send) -> None:
@@ -191,7 +247,13 @@ class LiveView:
             grabber = await loop.run_in_executor(pool, ScreenGrabber, target.display, xauthority)
             log.info("live view %s for %s started", start.session_id, start.viewer)
             await send(_state(start, "started"))
+            session.send = send
+            session.started = True
+            grant = self._grant
+            if grant is not None and grant.session_id is None and grant.user == start.viewer:
+                self._bind(grant, session)
             reason = await self._stream(session, send, pool, grabber, limit)
+            self._session_ended(session)
             await send(_state(start, "stopped", reason))
         finally:
             if grabber is not None:
@@ -244,6 +306,7 @@ class LiveView:
                 if len(picture.data) > MAX_LIVE_FRAME_BYTES:
                     continue  # a huge screen at full quality: skip rather than break
                 seq += 1
+                session.pictures[monitor.index + 1] = (monitor, picture.width, picture.height)
                 if start.record and self._record is not None:
                     last = recorded.get(monitor.index)
                     if last is None or tick - last >= RECORD_EVERY_SECONDS:
@@ -283,6 +346,238 @@ class LiveView:
             ),
             captured_us,
         )
+
+    # ---- remote control ----------------------------------------------------------------
+
+    def screen(self) -> tuple[str, str]:
+        """The X display to show dialogs on and inject into, and its cookie file.
+        Raises ``NoDisplay``, ``WaylandSession``, ``RemoteDisplay`` or ``OSError``."""
+        target = find_display(display=self._display, xauthority=self._xauthority, env=os.environ)
+        return target.display, target.xauthority or ""
+
+    @property
+    def consent_seconds(self) -> float:
+        """How long the person is given to answer a consent dialog (the policy's)."""
+        return float(self._policy().consent_timeout_seconds)
+
+    @property
+    def controller(self) -> str | None:
+        """The console user remote control is granted to, if any."""
+        grant = self._grant
+        return None if grant is None or grant.ended else grant.user
+
+    async def grant_control(self, nonce: str, user: str, seconds: float) -> int:
+        """Grant remote control to ``user`` for ``seconds`` (the person has already
+        allowed it): show the "being controlled" bar, get ready to inject, and bind
+        the grant to ``user``'s running live session if any. Returns when it ends
+        (µs, the agent's clock). Raises ``ControlBusy`` while another grant is
+        active, the display errors (``NoDisplay`` ..., ``OSError``) and
+        ``xinput.NoXTest``."""
+        from sekimori.agent.indicator import ControlIndicator  # noqa: PLC0415
+        from sekimori.agent.xinput import Injector  # noqa: PLC0415
+
+        if self._grant is not None:
+            raise ControlBusy(f"remote control is already granted to {self._grant.user}")
+        display, xauthority = self.screen()
+        loop = asyncio.get_running_loop()
+        grant = _Grant(
+            nonce=nonce,
+            user=user,
+            until=time.monotonic() + seconds,
+            until_us=now_us() + int(seconds * 1_000_000),
+            display=display,
+            xauthority=xauthority,
+            pool=concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="control"),
+        )
+        self._grant = grant
+
+        def taken_back() -> None:  # from the bar's own thread
+            loop.call_soon_threadsafe(self._end_control, grant, "the user took control back")
+
+        try:
+            grant.injector = await loop.run_in_executor(grant.pool, Injector, display, xauthority)
+            grant.indicator = await loop.run_in_executor(
+                grant.pool, ControlIndicator, display, xauthority, user, taken_back
+            )
+        except BaseException:
+            self._grant = None
+            if grant.injector is not None:
+                await loop.run_in_executor(grant.pool, grant.injector.close)
+            grant.pool.shutdown(wait=False)
+            raise
+        grant.timer = loop.call_later(
+            seconds, self._end_control, grant, "the maximum duration was reached"
+        )
+        session = self._session
+        if session is not None and session.started and session.start.viewer == user:
+            self._bind(grant, session)
+        log.info("remote control granted to %s for %.0f s (command %s)", user, seconds, nonce)
+        self._note(
+            "remote_control.granted",
+            {"nonce": nonce, "user": user, "until_us": grant.until_us},
+        )
+        return grant.until_us
+
+    async def end_control(self, reason: str) -> None:
+        """End any grant now and wait until every key is released and the bar gone."""
+        grant = self._grant
+        if grant is not None:
+            self._end_control(grant, reason)
+        await self.settle()
+
+    async def settle(self) -> None:
+        """Wait for pending clean-ups and messages (tests, shutdown)."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+    def input(self, message: LiveInput) -> None:
+        """``live_input`` from the server: injected in order if a grant is active for
+        this session and its viewer and names the granting command; else dropped."""
+        grant = self._grant
+        session = self._session
+        refusal = self._input_refusal(message, grant, session)
+        if refusal is not None or grant is None or session is None:
+            self._drop(message, session, refusal or "no grant")
+            return
+        if grant.queued >= MAX_QUEUED_INPUT or grant.injector is None:
+            self._drop(message, session, "too much input waiting")
+            return
+        batch: list[tuple[InputEvent, ScreenPoint | None]] = [
+            (event, _point(session, event) if isinstance(event, PointerMove) else None)
+            for event in message.events
+        ]
+        grant.queued += 1
+        future = asyncio.get_running_loop().run_in_executor(grant.pool, grant.injector.apply, batch)
+        future.add_done_callback(lambda done: self._injected(grant, done))
+
+    def _input_refusal(
+        self, message: LiveInput, grant: _Grant | None, session: _Session | None
+    ) -> str | None:
+        if grant is None or grant.ended:
+            return "remote control is not granted"
+        if time.monotonic() >= grant.until:
+            return "the grant has expired"
+        if grant.nonce != message.nonce:
+            return "input names another command"
+        if session is None or session.start.session_id != message.session_id:
+            return "no such live-view session"
+        if not session.started or grant.session_id != session.start.session_id:
+            return "the grant is not for this session"
+        if session.start.viewer != grant.user:
+            return "the viewer is not the user control was granted to"
+        return None
+
+    def _injected(self, grant: _Grant, done: asyncio.Future[int]) -> None:
+        grant.queued -= 1
+        if done.cancelled():
+            return
+        error = done.exception()
+        if error is not None:
+            log.warning("remote control: injection failed: %s", error)
+            self._end_control(grant, f"input cannot be injected: {error}")
+            return
+        grant.injected += done.result()
+        self.injected_input += done.result()
+
+    def _drop(self, message: LiveInput, session: _Session | None, reason: str) -> None:
+        count = len(message.events)
+        self.dropped_input += count
+        if session is not None and session.start.session_id == message.session_id:
+            first = session.dropped_input == 0
+            session.dropped_input += count
+            if not first:
+                return
+        log.warning("live input for session %s dropped: %s", message.session_id, reason)
+        self._note(
+            "remote_control.input_dropped",
+            {"session": message.session_id, "nonce": message.nonce, "reason": reason},
+        )
+
+    def _bind(self, grant: _Grant, session: _Session) -> None:
+        grant.session_id = session.start.session_id
+        log.info("remote control of %s bound to live session %s", grant.user, grant.session_id)
+        self._tell(
+            session,
+            LiveControl(
+                session_id=session.start.session_id, state="granted", until_us=grant.until_us
+            ),
+        )
+
+    def _session_ended(self, session: _Session) -> None:
+        grant = self._grant
+        if grant is not None and grant.session_id == session.start.session_id:
+            self._end_control(grant, "the live-view session ended")
+        if session.dropped_input:
+            self._note(
+                "remote_control.input_dropped_total",
+                {"session": session.start.session_id, "events": session.dropped_input},
+            )
+            session.dropped_input = 0
+
+    def _end_control(self, grant: _Grant, reason: str) -> None:
+        """End ``grant`` (idempotent): nothing more is injected from now on; keys and
+        buttons are released and the bar removed in the grant's thread."""
+        if grant.ended:
+            return
+        grant.ended = True
+        if self._grant is grant:
+            self._grant = None
+        if grant.timer is not None:
+            grant.timer.cancel()
+        log.info("remote control of %s ended: %s", grant.user, reason)
+        self._note(
+            "remote_control.ended",
+            {"nonce": grant.nonce, "user": grant.user, "reason": reason, "events": grant.injected},
+        )
+        session = self._session
+        if session is not None and session.start.session_id == grant.session_id:
+            self._tell(
+                session,
+                LiveControl(session_id=session.start.session_id, state="ended", reason=reason),
+            )
+        task = asyncio.get_running_loop().create_task(self._release(grant))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    @staticmethod
+    async def _release(grant: _Grant) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            if grant.injector is not None:
+                await loop.run_in_executor(grant.pool, grant.injector.close)
+            if grant.indicator is not None:
+                await loop.run_in_executor(grant.pool, grant.indicator.close)
+        except Exception as exc:  # noqa: BLE001 - the display went away: nothing to undo
+            log.info("remote control clean-up: %s", exc)
+        finally:
+            grant.pool.shutdown(wait=False)
+
+    def _tell(self, session: _Session, message: Message) -> None:
+        if session.send is None:
+            return
+        task = asyncio.get_running_loop().create_task(_quiet_send(session.send, message))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    def _note(self, event: str, detail: dict[str, object]) -> None:
+        if self._journal is None:
+            return
+        try:
+            self._journal(event, detail)
+        except Exception as exc:  # noqa: BLE001 - the log must not stop remote control
+            log.warning("local action log: %s", exc)
+
+
+def _point(session: _Session, event: PointerMove) -> ScreenPoint | None:
+    """A point of the viewer's picture of a monitor, on the screen (None: no picture
+    of that monitor was sent, so the viewer cannot be pointing at it)."""
+    found = session.pictures.get(event.monitor)
+    if found is None:
+        return None
+    monitor, width, height = found
+    x = monitor.x + min(monitor.width - 1, event.x * monitor.width // width)
+    y = monitor.y + min(monitor.height - 1, event.y * monitor.height // height)
+    return x, y
 
 
 def _state(start: LiveStart, state: str, reason: str = "") -> LiveState:
