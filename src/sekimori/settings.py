@@ -30,6 +30,8 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "SettingsError",
+    "VulnFeedSource",
+    "VulnSettings",
     "WebhookTargetSettings",
     "load_settings",
 ]
@@ -127,6 +129,26 @@ class NotifySettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_attempts: int = 8
 
 
+class VulnFeedSource(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """One feed ``sekimori vuln fetch`` downloads (docs/vulnerabilities.md)."""
+
+    kind: Literal["osv", "kev", "nvd"]
+    url: str
+
+
+class VulnSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``[server.vuln]``: vulnerability matching and feeds (docs/vulnerabilities.md)."""
+
+    # How often the job looks for new inventory events and feed imports.
+    match_seconds: float = 60.0
+    # The console warns when a feed's last good import is older than this.
+    stale_days: float = 7.0
+    # Where ``sekimori vuln fetch`` gets feeds from (none by default: closed networks
+    # import files).
+    feeds: list[VulnFeedSource] = msgspec.field(default_factory=list)
+    fetch_timeout_seconds: float = 300.0
+
+
 class ServerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # The agent-facing endpoint (TLS, WebSocket). Agents dial in here; nothing but
     # enrollment is reachable on it without a device identity.
@@ -172,6 +194,7 @@ class ServerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # after start).
     retention_purge_seconds: float = 3600.0
     notify: NotifySettings = msgspec.field(default_factory=NotifySettings)
+    vuln: VulnSettings = msgspec.field(default_factory=VulnSettings)
 
 
 class AgentSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -64,7 +64,7 @@ DebianKey = tuple[
 def debian_key(version: str) -> DebianKey:
     """The sort key of a Debian version; raises DebianVersionError when malformed."""
     m = _VALID.match(version.strip())
-    if m is None or not m.group(2)[0].isdigit():
+    if m is None or not m.group(2)[0].isdigit() or m.group(2).endswith("-"):
         raise DebianVersionError(f"not a Debian version: {version!r}")
     epoch = int(m.group(1) or 0)
     upstream = m.group(2)

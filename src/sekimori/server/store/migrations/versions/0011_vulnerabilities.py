@@ -1,4 +1,4 @@
-"""vulnerabilities: feed imports, advisories, affected ranges, KEV, device packages, findings, exceptions
+"""vulnerabilities: feeds, advisories, ranges, KEV, device packages, findings, exceptions
 
 Revision ID: 0011
 Revises: 0010
