@@ -328,6 +328,8 @@ def _start_locker(argv: tuple[str, ...], target: DisplayTarget) -> int | None:
     except OSError as exc:
         log.warning("cannot start %s: %s", argv[0], exc)
         return None
+    # Reap it when the user unlocks (no zombie, and the Popen object lives as long).
+    threading.Thread(target=proc.wait, name="action-locker", daemon=True).start()
     return proc.pid
 
 
@@ -403,12 +405,11 @@ def _pids_of(uid: int) -> list[int]:
             continue
         try:
             with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as fh:
-                for line in fh:
-                    if line.startswith("Uid:"):
-                        if int(line.split()[1]) == uid:
-                            pids.append(pid)
-                        break
-        except (OSError, ValueError, IndexError):
+                fields = dict(line.split(":", 1) for line in fh if ":" in line)
+            # A zombie has already exited (its parent has yet to reap it).
+            if int(fields["Uid"].split()[0]) == uid and not fields["State"].strip().startswith("Z"):
+                pids.append(pid)
+        except (OSError, ValueError, IndexError, KeyError):
             continue
     return pids
 
@@ -435,7 +436,17 @@ def _terminate_user(uid: int, grace: float) -> tuple[int, int]:
     """(processes signalled, processes killed after the grace period)."""
     fds = _signal_all(uid, signal.SIGTERM)
     total = len(fds)
-    deadline = time.monotonic() + grace
+    _wait_exits(fds, grace)
+    fds = _signal_all(uid, signal.SIGKILL)
+    killed = len(fds)
+    _wait_exits(fds, 2.0)
+    return total, killed
+
+
+def _wait_exits(fds: list[int], seconds: float) -> None:
+    """Wait until the processes behind ``fds`` exit (a pidfd turns readable) or
+    ``seconds`` pass; closes every fd."""
+    deadline = time.monotonic() + seconds
     try:
         while fds and time.monotonic() < deadline:
             ready, _, _ = select.select(fds, [], [], max(0.0, deadline - time.monotonic()))
@@ -445,8 +456,6 @@ def _terminate_user(uid: int, grace: float) -> tuple[int, int]:
     finally:
         for fd in fds:
             os.close(fd)
-    killed = len(_signal_all(uid, signal.SIGKILL))
-    return total, killed
 
 
 def _logoff(user: pwd.struct_passwd, grace: float) -> Outcome:
