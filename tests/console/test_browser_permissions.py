@@ -59,7 +59,15 @@ def test_a_viewer_sees_only_the_dashboard(tab: Tab, fleet: Fleet) -> None:
 def test_an_operator_sees_only_the_devices_of_its_groups(tab: Tab, fleet: Fleet) -> None:
     page = tab.page
     login(page, "bob", next_="/devices")
-    assert _menu(page) == ["Dashboard", "Devices", "Alerts", "Logs", "Reports", "Enrollment"]
+    assert _menu(page) == [
+        "Dashboard",
+        "Devices",
+        "Alerts",
+        "Logs",
+        "Reports",
+        "Enrollment",
+        "Actions",
+    ]
     rows = page.locator("#devices tbody tr")
     expect(rows).to_have_count(1)
     expect(rows.first).to_have_attribute("data-device-id", fleet.sales.device_id)

@@ -16,6 +16,7 @@ from starlette.staticfiles import StaticFiles
 from sekimori.server.console import auth, i18n
 from sekimori.server.console.routes import (
     account,
+    actions,
     alerts,
     audit,
     dashboard,
@@ -23,6 +24,7 @@ from sekimori.server.console.routes import (
     enrollment,
     live,
     logs,
+    operators,
     policies,
     reports,
     rules,
@@ -105,6 +107,8 @@ def create_console_app(
         *policies.routes,
         *rules.routes,
         *account.routes,
+        *actions.routes,
+        *operators.routes,
         Mount("/static", app=StaticFiles(directory=_STATIC), name="static"),
     ]
     app = Starlette(routes=routes)

@@ -31,6 +31,10 @@ def role_label(role: str) -> str:
 # policies: collection policies of device groups. screens: stored screen frames (the
 # timeline player) — the most sensitive data; administrators only by default, every
 # frame viewed is audited.
+# actions: remote actions on the devices of the user's groups (each target checked),
+# signed with the user's own passkey when the action needs a signature; also the
+# user's own passkeys. operators: the operator keyring (which keys may sign) and its
+# changes — administrators only.
 Permission = Literal[
     "dashboard",
     "devices",
@@ -43,6 +47,8 @@ Permission = Literal[
     "policies",
     "screens",
     "live",
+    "actions",
+    "operators",
 ]
 
 PERMISSIONS: Final[dict[Role, frozenset[Permission]]] = {
@@ -59,11 +65,13 @@ PERMISSIONS: Final[dict[Role, frozenset[Permission]]] = {
             "policies",
             "screens",
             "live",
+            "actions",
+            "operators",
         }
     ),
     # Operators look after devices; they see a device's activity to troubleshoot it,
     # and handle the alerts of their groups.
-    "operator": frozenset({"dashboard", "devices", "activity", "enroll", "alerts"}),
+    "operator": frozenset({"dashboard", "devices", "activity", "enroll", "alerts", "actions"}),
     # Auditors read logs, reports and the audit trail, nothing else.
     "auditor": frozenset({"dashboard", "activity", "audit"}),
     "viewer": frozenset({"dashboard"}),
