@@ -23,7 +23,7 @@ def osv_zip(names: list[str] | None = None, extra: dict[str, bytes] | None = Non
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(OSV_DIR.glob("*.json")):
-            if names is None or path.stem in names:
+            if (names is None or path.stem in names) and path.name not in (extra or {}):
                 archive.writestr(path.name, path.read_bytes())
         for name, data in (extra or {}).items():
             archive.writestr(name, data)
