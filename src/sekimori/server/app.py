@@ -20,6 +20,7 @@ from sekimori.server.channel import AgentChannel
 from sekimori.server.console.app import console_uses_tls, create_console_app
 from sekimori.server.ingest import IngestWriter
 from sekimori.server.metrics import Metrics
+from sekimori.server.vuln.job import VulnJob
 from sekimori.settings import Settings
 
 __all__ = ["SekimoriServer"]
@@ -53,6 +54,12 @@ class SekimoriServer:
         )
         # Notifications, state rules, retention purge (issue 5).
         self.alert_jobs = AlertJobs(self.engine, settings)
+        # Vulnerability findings kept current from inventory and feeds (issue 8).
+        self.vuln_job = VulnJob(
+            self.engine,
+            owner=self.alert_jobs.notifier.owner,
+            interval_seconds=settings.server.vuln.match_seconds,
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set, then shut down cleanly."""
@@ -83,6 +90,7 @@ class SekimoriServer:
         tasks: list[asyncio.Task[None]] = []
         jobs_stop = asyncio.Event()
         jobs = [asyncio.create_task(job) for job in self.alert_jobs.tasks(jobs_stop)]
+        jobs.append(asyncio.create_task(self.vuln_job.run(jobs_stop)))
         try:
             async with serve(
                 self.channel.handle,
