@@ -148,6 +148,10 @@ def test_the_job_runs_on_one_replica_per_interval(engine: sa.Engine, clock: Cloc
 
 
 def test_the_rules_the_console_lists() -> None:
-    assert [rule.id for rule in STATE_RULES] == ["builtin.agent_offline", "builtin.agent_outdated"]
+    assert [rule.id for rule in STATE_RULES] == [
+        "builtin.agent_offline",
+        "builtin.agent_outdated",
+        "builtin.known_exploited_vulnerability",  # raised by the vulnerability job
+    ]
     assert all(rule.title and rule.description and rule.enabled for rule in STATE_RULES)
-    assert {rule.severity for rule in STATE_RULES} <= {"info", "low", "medium", "high"}
+    assert {rule.severity for rule in STATE_RULES} <= {"info", "low", "medium", "high", "critical"}

@@ -41,6 +41,7 @@ __all__ = [
     "AGENT_OFFLINE",
     "AGENT_OUTDATED",
     "JOB_NAME",
+    "KNOWN_EXPLOITED_VULNERABILITY",
     "STATE_RULES",
     "StateRule",
     "StateRules",
@@ -82,7 +83,19 @@ AGENT_OUTDATED = StateRule(
     ),
     severity="high",
 )
-STATE_RULES: tuple[StateRule, ...] = (AGENT_OFFLINE, AGENT_OUTDATED)
+# Raised by the vulnerability job, not by this module's check (alerting/known_exploited.py):
+# one alert per (device, vulnerability), switched here like the others.
+KNOWN_EXPLOITED_VULNERABILITY = StateRule(
+    id="builtin.known_exploited_vulnerability",
+    title="Known-exploited vulnerability on a PC",
+    description=(
+        "A PC has a vulnerability listed in the CISA Known Exploited Vulnerabilities "
+        "catalog (exploited in the wild): patch it first. One alert per PC and "
+        "vulnerability; an accepted finding (exception) raises none."
+    ),
+    severity="critical",
+)
+STATE_RULES: tuple[StateRule, ...] = (AGENT_OFFLINE, AGENT_OUTDATED, KNOWN_EXPLOITED_VULNERABILITY)
 
 
 def _episodes_seen(conn: sa.Connection, rule_id: str) -> set[tuple[str, str]]:

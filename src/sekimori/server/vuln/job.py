@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from sekimori.clock import now_us
+from sekimori.server.alerting.known_exploited import raise_known_exploited_alerts
 from sekimori.server.alerting.periodic import every
 from sekimori.server.store.jobs import acquire_lease, finish_lease, save_job_state
 from sekimori.server.store.vuln_feeds import feed_revision
@@ -196,6 +197,9 @@ class VulnJob:
             state["revision"] = revision
             save_job_state(self.engine, lease, json.dumps(state))
             log.info("vulnerabilities: full re-match: %d opened, %d resolved", opened, resolved)
+        # Issue 8 console (V2): alerts for known-exploited findings, new or newly
+        # flagged by a KEV import (alerting/known_exploited.py).
+        raise_known_exploited_alerts(self.engine, now_us=now)
         finish_lease(self.engine, lease, finished_us=self.clock())
         return RunResult(len(changed), full, opened, resolved)
 
