@@ -19,6 +19,9 @@ from sekimori.clock import now_us
 from sekimori.protocol.actions import SignedCommand, command_digest, merkle_proof
 from sekimori.protocol.signing import verify_command
 from sekimori.server import actions as service
+from sekimori.server.blobs import blob_store_for
+from sekimori.server.store import actions as store
+from sekimori.server.store.audit import search_audit
 from tests.console.conftest import ConsoleClient, as_user
 from tests.console.seed import add_device
 from tests.operators import Passkey
@@ -295,3 +298,38 @@ def test_the_library_takes_scripts_and_packages_and_shows_their_digest(
     assert params.sha256 == digest  # type: ignore[union-attr]
     assert params.args == ["a", "b"]  # type: ignore[union-attr]
     assert command_digest(service.command_view(fleet.server.engine(), nonce).body_bytes)
+
+
+def test_a_collected_file_downloads_as_an_attachment_and_is_audited(
+    fleet: Fleet, alice: ConsoleClient, erin: ConsoleClient
+) -> None:
+    engine = fleet.server.engine()
+    nonce = _create(alice, action="collect_file", path="/etc/hostname", devices=fleet.sales)
+    data = b"sales-pc-1\n"
+    ref = blob_store_for(fleet.server.data_dir).put(data)
+    with engine.begin() as conn:
+        assert store.claim_target(conn, nonce, fleet.sales, now_us())
+        assert store.record_result(
+            conn,
+            nonce,
+            fleet.sales,
+            state="done",
+            reason="",
+            exit_code=None,
+            output="",
+            data_sha256=ref.sha256,
+            data_size=len(data),
+            now_us=now_us(),
+        )
+    page = alice.get(f"/actions/{nonce}/targets").text
+    url = f"/actions/{nonce}/devices/{fleet.sales}/file"
+    assert url in page
+    assert 'data-finished="true"' in page  # polling stops
+    response = alice.get(url)
+    assert response.status_code == 200
+    assert response.content == data
+    assert response.headers["content-disposition"] == 'attachment; filename="hostname"'
+    assert response.headers["cache-control"] == "no-store"
+    entries = search_audit(engine, action="action.download", target=nonce).entries
+    assert [e.actor for e in entries] == ["alice"]
+    assert erin.get(url).status_code == 404  # another group's PC

@@ -13,10 +13,17 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from sekimori.server.store.schema import devices, groups
+from sekimori.server.store.schema import action_targets, devices, groups
 from sekimori.server.store.scope import Scope
 
-__all__ = ["MAX_TARGETS", "TargetDevice", "Targets", "hostnames_in_scope", "resolve_targets"]
+__all__ = [
+    "MAX_TARGETS",
+    "TargetDevice",
+    "Targets",
+    "hostnames_in_scope",
+    "resolve_targets",
+    "target_state_counts",
+]
 
 # The most devices one console action may target (the protocol allows more; a larger
 # fleet action is better split by group).
@@ -109,4 +116,26 @@ def hostnames_in_scope(
                 )
             ).all()
             out.update({str(i): str(h) for i, h in rows})
+    return out
+
+
+def target_state_counts(
+    engine: sa.Engine, scope: Scope, nonces: Sequence[str]
+) -> dict[str, dict[str, int]]:
+    """For each command, how many of its targets within ``scope`` are in each state
+    (one grouped query for a page of commands)."""
+    wanted = sorted(set(nonces))
+    out: dict[str, dict[str, int]] = {n: {} for n in wanted}
+    if not wanted:
+        return out
+    query = (
+        sa.select(action_targets.c.nonce, action_targets.c.state, sa.func.count())
+        .where(action_targets.c.nonce.in_(wanted))
+        .group_by(action_targets.c.nonce, action_targets.c.state)
+    )
+    if not scope.all_groups:
+        query = query.where(action_targets.c.device_id.in_(scope.device_ids()))
+    with engine.connect() as conn:
+        for nonce, state, count in conn.execute(query):
+            out[str(nonce)][str(state)] = int(count)
     return out

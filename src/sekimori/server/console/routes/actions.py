@@ -47,7 +47,12 @@ from sekimori.server.console.routes.operators import (
     signing_credentials,
 )
 from sekimori.server.console.web import PageContext, page
-from sekimori.server.store.action_scope import MAX_TARGETS, hostnames_in_scope, resolve_targets
+from sekimori.server.store.action_scope import (
+    MAX_TARGETS,
+    hostnames_in_scope,
+    resolve_targets,
+    target_state_counts,
+)
 from sekimori.server.store.actions import TargetRow
 from sekimori.server.store.device_queries import groups_in_scope
 
@@ -89,7 +94,7 @@ def _form_page(
 
 @page("actions")
 def index(ctx: PageContext) -> Response:
-    commands = service.list_commands(ctx.engine, ctx.scope, limit=200)
+    commands = service.list_commands(ctx.engine, ctx.scope, limit=100)
     mine = set(signing_credentials(ctx).values())
     waiting = {
         c.nonce
@@ -98,9 +103,7 @@ def index(ctx: PageContext) -> Response:
         and mine
         and not any(s.key_id in mine for s in c.signatures)
     }
-    summaries = {
-        c.nonce: _summary(service.target_results(ctx.engine, c.nonce, ctx.scope)) for c in commands
-    }
+    summaries = target_state_counts(ctx.engine, ctx.scope, [c.nonce for c in commands])
     return ctx.render(
         "actions.html",
         commands=commands,
