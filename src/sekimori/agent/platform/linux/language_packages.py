@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import email.parser
 import glob
+import mmap
 import os
 import re
 import threading
@@ -151,11 +152,12 @@ class DpkgOwnedPaths:
     """The dist-info/egg-info paths dpkg's packages installed, from its file lists.
 
     Read again only when ``/var/lib/dpkg/info`` changes (dpkg replaces a list by
-    rename). Reading all lists costs ~0.1 s on a desktop; a file whose name and text
-    do not mention "-info" is not searched further.
+    rename). The lists are mapped, not read: ~7 MB of them on a desktop, copied into
+    the heap, left ~0.9 MiB of RSS behind in the agent; mapped and searched in place
+    (only a few mention "-info") they cost ~0.1 s and ~0.2 MiB.
     """
 
-    _LINE = re.compile(r"^/.*\.(?:dist|egg)-info$", re.MULTILINE)
+    _LINE = re.compile(rb"^/.*\.(?:dist|egg)-info$", re.MULTILINE)
 
     def __init__(self, info_dir: Path = Path("/var/lib/dpkg/info")) -> None:
         self.info_dir = info_dir
@@ -174,16 +176,22 @@ class DpkgOwnedPaths:
         complete = True
         for entry in glob.glob(os.path.join(glob.escape(str(self.info_dir)), "*.list")):
             try:
-                with open(entry, encoding="utf-8", errors="replace") as f:
-                    text = f.read()
+                found.update(self._search(entry))
             except OSError:
                 complete = False  # dpkg replacing it right now: try again next read
-                continue
-            if "-info" in text:
-                found.update(self._LINE.findall(text))
         self._paths = frozenset(found)
         self._key = key if complete else None
         return self._paths
+
+    @classmethod
+    def _search(cls, path: str) -> list[str]:
+        with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_size == 0:
+                return []  # mmap refuses an empty file
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as text:
+                if text.find(b"-info") < 0:
+                    return []
+                return [m.decode("utf-8", "replace") for m in cls._LINE.findall(text)]
 
 
 # ---- npm -------------------------------------------------------------------------------
