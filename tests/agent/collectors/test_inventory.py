@@ -366,10 +366,12 @@ def test_unreadable_cursor_starts_a_new_baseline(outbox: Outbox) -> None:
         ({"interval_seconds": 0}, "interval_seconds and command_timeout_seconds must be > 0"),
         ({"command_timeout_seconds": -1}, "must be > 0"),
         ({"interval_seconds": 60, "full_interval_seconds": 10}, "full_interval_seconds must be"),
+        ({"pypi_paths": ["venv/lib/python3.*/site-packages"]}, "must be absolute: .'venv/"),
+        ({"npm_paths": ["/ok", "node_modules"]}, r"must be absolute: \['node_modules'\]"),
     ],
 )
 def test_bad_settings_are_a_permanent_error(
-    outbox: Outbox, settings: dict[str, float], message: str
+    outbox: Outbox, settings: dict[str, object], message: str
 ) -> None:
     conf = msgspec.convert(settings, InventorySettings)
     with pytest.raises(CollectorError, match=message) as caught:

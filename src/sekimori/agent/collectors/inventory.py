@@ -144,6 +144,13 @@ class InventoryCollector(Collector):
             raise CollectorError(
                 "inventory: full_interval_seconds must be >= interval_seconds", permanent=True
             )
+        relative = [p for p in (*settings.pypi_paths, *settings.npm_paths) if not p.startswith("/")]
+        if relative:
+            # Relative to the agent's working directory would mean nothing useful.
+            raise CollectorError(
+                f"inventory: pypi_paths and npm_paths must be absolute: {relative}",
+                permanent=True,
+            )
         self.conf = settings
         self._excluded = (
             re.compile("|".join(fnmatch.translate(p) for p in settings.exclude_packages))
