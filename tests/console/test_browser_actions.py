@@ -85,7 +85,7 @@ def passkeys(chromium: Browser, console_server: ServerProcess) -> Iterator[dict[
         assert not p.tab.errors, f"{name}'s page logged errors:\n" + "\n".join(p.tab.errors)
 
 
-def _register(p: PasskeyTab, user: str, label: str) -> None:
+def register(p: PasskeyTab, user: str, label: str) -> None:
     page = p.tab.page
     login(page, user, next_="/operators")
     page.fill("#passkey-label", label)
@@ -101,7 +101,7 @@ def test_passkeys_register_make_the_keyring_sign_an_action_and_a_keyring_change(
     engine = console_server.engine()
     origin = f"http://localhost:{console_server.console_port}"
     alice = passkeys["alice"] = passkey_tab(chromium, console_server)
-    _register(alice, "alice", "alice laptop")
+    register(alice, "alice", "alice laptop")
     [credential] = service.credentials_of(engine, "alice")
     assert (credential.kind, credential.rp_id, credential.origins) == (
         "webauthn",
@@ -175,7 +175,7 @@ def test_passkeys_register_make_the_keyring_sign_an_action_and_a_keyring_change(
 
     # A second passkey (bob's) enters the keyring through a proposal alice signs.
     bob = passkeys["bob"] = passkey_tab(chromium, console_server)
-    _register(bob, "bob", "bob key")
+    register(bob, "bob", "bob key")
     [bob_credential] = service.credentials_of(engine, "bob")
     page.goto("/operators")
     page.check(f"#propose-form input[name=add][value='{bob_credential.key_id}']")
