@@ -26,7 +26,7 @@ class Outcome:
     exit_code: int | None = None
     output: str = ""
     # A file to send back (collect_file): the executor streams it in ``action_data``
-    # chunks with its size and SHA-256 (computed while sending).
+    # chunks with its size and SHA-256 (computed while sending), then deletes it.
     data_path: Path | None = None
 
 
