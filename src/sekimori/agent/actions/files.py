@@ -4,9 +4,11 @@ What may be read is decided here, on the PC, never by the command alone:
 
 - the path is resolved (symlinks, ``..``) and the policy is checked on the *resolved*
   path: a symlink under an allowed directory that points at ``/etc/shadow`` is refused;
-- denied globs win over allowed ones, and a built-in list (``DEFAULT_DENIED``: password
-  hashes, SSH and GnuPG directories, private keys, ``/proc``, ``/sys``, ``/dev``, the
-  agent's own state directory) always applies, whatever the local policy says;
+- the local policy's globs decide (``LocalActionPolicy.may_collect``: fnmatch, where
+  ``*`` also matches ``/``; denied globs win over allowed ones), and a built-in list
+  (``DEFAULT_DENIED``: password hashes, SSH and GnuPG directories, private keys,
+  ``/proc``, ``/sys``, ``/dev``, ``/run``, the agent's own state directory) always
+  applies, whatever the local policy says;
 - the file is opened component by component from ``/`` without following any symlink
   (``O_NOFOLLOW`` at each step), so a directory swapped for a symlink between the check
   and the open makes the open fail instead of reading elsewhere; the file opened must
@@ -23,72 +25,59 @@ change under the digest), then deletes it.
 from __future__ import annotations
 
 import asyncio
+import fnmatch
+import glob
 import hashlib
 import os
-import re
 import stat
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import Final, Protocol, cast
+from typing import Final
 
 from sekimori.agent.actions.base import ActionContext, Outcome
+from sekimori.agent.actions.local_policy import LocalActionPolicy
 from sekimori.protocol.actions import ActionParams, CollectFileParams
 
 __all__ = [
     "DEFAULT_DENIED",
     "WORK_DIR",
-    "CollectPolicy",
     "CollectRefused",
     "collect_file",
-    "glob_match",
     "work_dir",
 ]
 
-# Never collected, whatever the local policy allows.
+# Never collected, whatever the local policy allows (fnmatch globs: "*" crosses "/").
 DEFAULT_DENIED: Final[tuple[str, ...]] = (
     "/etc/shadow*",
     "/etc/gshadow*",
     "/etc/security/opasswd*",
     "/etc/sudoers*",
     "/etc/ssh/ssh_host_*_key",
-    "/etc/ssl/private/**",
-    "/root/.ssh/**",
-    "**/.ssh/**",
-    "**/.gnupg/**",
-    "**/id_rsa",
-    "**/id_dsa",
-    "**/id_ecdsa",
-    "**/id_ecdsa_sk",
-    "**/id_ed25519",
-    "**/id_ed25519_sk",
-    "**/*.key",
-    "/proc/**",
-    "/sys/**",
-    "/dev/**",
-    "/run/**",
-    "/var/lib/sekimori-agent/**",
-    "/var/lib/sekimori/**",
-    "/etc/sekimori/**",
+    "/etc/ssl/private/*",
+    "*/.ssh/*",
+    "*/.gnupg/*",
+    "*/id_rsa",
+    "*/id_dsa",
+    "*/id_ecdsa",
+    "*/id_ecdsa_sk",
+    "*/id_ed25519",
+    "*/id_ed25519_sk",
+    "*.key",
+    "/proc/*",
+    "/sys/*",
+    "/dev/*",
+    "/run/*",
+    "/var/lib/sekimori-agent/*",
+    "/var/lib/sekimori/*",
+    "/etc/sekimori/*",
 )
 # Scratch files of handlers (collected snapshots, scripts, packages), inside the state
 # directory; the agent may empty it at start.
 WORK_DIR: Final = "action-files"
 _READ_CHUNK: Final = 1024 * 1024
-
-
-class CollectPolicy(Protocol):
-    """The part of the local action policy ``collect_file`` reads."""
-
-    @property
-    def collect_paths(self) -> Sequence[str]: ...
-    @property
-    def deny_paths(self) -> Sequence[str]: ...
-    @property
-    def max_collect_bytes(self) -> int: ...
 
 
 class CollectRefused(Exception):
@@ -103,58 +92,22 @@ def work_dir(state_dir: Path) -> Path:
     return path
 
 
-@lru_cache(maxsize=256)
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    # "**" spans directories ("/**" at the end: anything below; "**/" : any depth,
-    # including none); "*" and "?" stay within one path component; [...] as in fnmatch.
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("/**", i) and i + 3 == len(pattern):
-            out.append("(?:/.*)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            out.append("[^/]")
-            i += 1
-        elif pattern[i] == "[" and (end := pattern.find("]", i + 2)) != -1:
-            body = pattern[i + 1 : end]
-            negate = body.startswith("!")
-            body = re.escape(body[1:] if negate else body).replace(r"\-", "-")
-            out.append(f"[{'^' if negate else ''}{body}]")
-            i = end + 1
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    return re.compile("".join(out), re.DOTALL)
-
-
-def glob_match(path: str, pattern: str) -> bool:
-    """Whether absolute ``path`` matches ``pattern`` (``*``, ``?``, ``[...]``, ``**``)."""
-    return _glob_regex(pattern).fullmatch(path) is not None
-
-
 def _first_match(path: str, patterns: Iterable[str]) -> str | None:
-    return next((p for p in patterns if glob_match(path, p)), None)
+    return next((p for p in patterns if fnmatch.fnmatchcase(path, p)), None)
 
 
-def _check_policy(requested: str, resolved: str, policy: CollectPolicy, state_dir: Path) -> None:
-    own = str(state_dir.resolve())
-    denied = (*DEFAULT_DENIED, own, own + "/**", *policy.deny_paths)
+def _check_policy(
+    requested: str, resolved: str, policy: LocalActionPolicy, state_dir: Path
+) -> None:
+    own = glob.escape(str(state_dir.resolve()))
+    # The same glob dialect as the local policy (fnmatch: "*" crosses "/").
+    denied = (*DEFAULT_DENIED, own, own + "/*", *policy.deny_paths)
     # The path as asked is checked too: a denied name is refused even if it resolves
     # somewhere allowed (the operator asked for something denied).
     for path in (resolved, requested):
         if (pattern := _first_match(path, denied)) is not None:
             raise CollectRefused(f"{path} is denied by the collect policy ({pattern})")
-    if _first_match(resolved, policy.collect_paths) is None:
+    if not policy.may_collect(resolved):
         raise CollectRefused(f"{resolved} is not in the paths this PC allows collecting")
 
 
@@ -201,7 +154,7 @@ class _Snapshot:
     source: str
 
 
-def _snapshot(requested: str, limit: int, policy: CollectPolicy, state_dir: Path) -> _Snapshot:
+def _snapshot(requested: str, limit: int, policy: LocalActionPolicy, state_dir: Path) -> _Snapshot:
     try:
         resolved = os.path.realpath(requested, strict=True)
     except OSError as exc:
@@ -255,12 +208,11 @@ async def collect_file(params: ActionParams, ctx: ActionContext) -> Outcome:
     if not sys.platform.startswith("linux"):
         return Outcome(status="failed", reason="not supported on this platform")
     policy = ctx.policy
-    if policy is None:
+    if not isinstance(policy, LocalActionPolicy):
         return Outcome(status="failed", reason="this PC has no local collect policy")
-    collect_policy = cast(CollectPolicy, policy)
-    limit = min(params.max_bytes, collect_policy.max_collect_bytes)
+    limit = min(params.max_bytes, policy.max_collect_bytes)
     try:
-        snap = await asyncio.to_thread(_snapshot, params.path, limit, collect_policy, ctx.state_dir)
+        snap = await asyncio.to_thread(_snapshot, params.path, limit, policy, ctx.state_dir)
     except CollectRefused as exc:
         return Outcome(status="failed", reason=str(exc))
     return Outcome(
