@@ -17,30 +17,9 @@ from sekimori.agent.actions.base import Outcome
 from sekimori.agent.actions.files import WORK_DIR
 from sekimori.agent.actions.packages import _owner_packages, install_package, remove_package
 from sekimori.protocol.actions import InstallPackageParams, RemovePackageParams
-from tests.agent.actions.handler_context import context
+from tests.agent.actions.handler_context import PAYLOAD, build_deb, context
 
 PACKAGE = "sekimori-a2-test-pkg"
-PAYLOAD = Path("/usr/share/sekimori-a2-test-pkg/hello.txt")
-
-
-def _build_deb(root: Path, name: str, version: str = "1.0", arch: str = "all") -> bytes:
-    tree = root / f"{name}-{version}"
-    (tree / "DEBIAN").mkdir(parents=True)
-    (tree / "DEBIAN" / "control").write_text(
-        f"Package: {name}\nVersion: {version}\nArchitecture: {arch}\n"
-        "Maintainer: Sekimori tests <tests@example.invalid>\nPriority: optional\n"
-        "Description: throwaway package of the Sekimori action tests\n"
-    )
-    target = tree / PAYLOAD.relative_to("/")
-    target.parent.mkdir(parents=True)
-    target.write_text(f"hello from {name} {version}\n")
-    out = root / f"{name}_{version}_{arch}.deb"
-    subprocess.run(
-        ["dpkg-deb", "--root-owner-group", "--build", str(tree), str(out)],
-        check=True,
-        capture_output=True,
-    )
-    return out.read_bytes()
 
 
 def _status(name: str) -> str:
@@ -62,7 +41,7 @@ def _purge() -> None:
 def deb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[bytes]:
     _purge()
     try:
-        yield _build_deb(tmp_path_factory.mktemp("deb"), PACKAGE)
+        yield build_deb(tmp_path_factory.mktemp("deb"), PACKAGE)
     finally:
         _purge()
 
@@ -134,7 +113,7 @@ def test_a_failing_dpkg_reports_its_message(tmp_path: Path) -> None:
     root = tmp_path / "build"
     root.mkdir()
     name = PACKAGE + "-broken"
-    data = _build_deb(root, name)
+    data = build_deb(root, name)
     control = root / f"{name}-1.0" / "DEBIAN" / "control"
     control.write_text(control.read_text() + "Depends: sekimori-no-such-package-a2\n")
     out = root / "broken.deb"
@@ -175,7 +154,7 @@ def test_essential_and_required_packages_are_not_removed(
 def test_the_agents_own_packages_are_not_removed(tmp_path: Path) -> None:
     if _status("sekimori-agent"):
         pytest.fail("a real sekimori-agent package is installed here; not touching it")
-    data = _build_deb(tmp_path, "sekimori-agent")
+    data = build_deb(tmp_path, "sekimori-agent")
     (tmp_path / "agent.deb").write_bytes(data)
     subprocess.run(["dpkg", "-i", str(tmp_path / "agent.deb")], check=True, capture_output=True)
     try:
