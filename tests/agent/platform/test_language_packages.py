@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -145,15 +146,49 @@ def test_broken_entries_are_skipped_with_a_reason(tmp_path: Path) -> None:
     assert len(source.skipped) == 4
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
-def test_an_unreadable_metadata_file_is_skipped(tmp_path: Path) -> None:
-    root = tmp_path / "site-packages"
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory an unprivileged account can enter (pytest's tmp_path is root's 0700)."""
+    with tempfile.TemporaryDirectory() as d:
+        Path(d).chmod(0o755)
+        yield Path(d)
+
+
+def _unprivileged(script: str) -> Any:
+    """Run ``script`` (which prints JSON) as an account without privileges: as nobody
+    (setpriv) when the tests run as root, which reads and lists anything."""
+    prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    argv = [*(prefix if os.geteuid() == 0 else []), sys.executable, "-c", script]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60, cwd="/")
+    return json.loads(out.stdout)
+
+
+_READ_AS_NOBODY = """
+import json
+from sekimori.agent.platform.linux.language_packages import NpmSource, PypiSource
+from sekimori.agent.platform.linux.software import SoftwareReadError
+def attempt(source):
+    try:
+        return [p.name for p in source.read()], source.skipped
+    except SoftwareReadError as exc:
+        return "error", str(exc)
+root = {root!r}
+node = NpmSource(roots=[root])
+print(json.dumps({{
+    "pypi": attempt(PypiSource(roots=[root], dpkg_info_dir=None)),
+    "npm_signature": node.signature() is not None,
+    "npm": attempt(node),
+}}))
+"""
+
+
+def test_an_unreadable_metadata_file_is_skipped(shared_dir: Path) -> None:
+    root = shared_dir / "site-packages"
     (dist_info(root, "secret", "1.0") / "METADATA").chmod(0)
-    source = only(root)
-    assert source.read() == []
-    assert source.skipped == [
-        f"{root}/secret-1.0.dist-info: cannot read METADATA: Permission denied"
-    ]
+    dist_info(root, "public", "1.0")
+    result = _unprivileged(_READ_AS_NOBODY.format(root=str(root)))
+    why = "cannot read METADATA: Permission denied"
+    assert result["pypi"] == [["public"], [f"{root}/secret-1.0.dist-info: {why}"]]
 
 
 def test_a_symlinked_metadata_file_is_not_followed(tmp_path: Path) -> None:
@@ -294,16 +329,14 @@ def test_a_stop_ends_a_read(tmp_path: Path) -> None:
         only(root).read(stop)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root lists any directory")
-def test_an_unlistable_root_fails_the_read(tmp_path: Path) -> None:
-    root = tmp_path / "site-packages"
+def test_an_unlistable_root_fails_the_read(shared_dir: Path) -> None:
+    root = shared_dir / "site-packages"
     dist_info(root, "hidden", "1.0")
-    root.chmod(0o300)
-    try:
-        with pytest.raises(SoftwareReadError, match="pypi: cannot list"):
-            only(root).read()
-    finally:
-        root.chmod(0o700)
+    root.chmod(0o700)  # its owner's alone
+    result = _unprivileged(_READ_AS_NOBODY.format(root=str(root)))
+    assert result["pypi"] == ["error", f"pypi: cannot list {root}: Permission denied"]
+    assert result["npm_signature"]  # the change check itself does not fail
+    assert result["npm"] == ["error", f"npm: cannot list {root}: Permission denied"]
 
 
 # ---- npm -------------------------------------------------------------------------------

@@ -413,8 +413,10 @@ class NpmSource(SoftwareSource):
         paths: list[Path] = []
         for root in _existing_dirs(self.patterns):
             paths.append(Path(root))
-            # A scoped package is installed into its scope's directory, not the root.
-            paths += [Path(e.path) for e in _list_root(root, "npm") if e.name.startswith("@")]
+            # A scoped package is installed into its scope's directory, not the root. An
+            # unlistable root is left to read() to report (signature() never raises).
+            scopes = self._list(root, [])
+            paths += [Path(e.path) for e in scopes if e.name.startswith("@")]
         return file_signature(paths)
 
     def read(self, stop: threading.Event | None = None) -> list[Package]:
