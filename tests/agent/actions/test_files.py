@@ -90,6 +90,16 @@ def test_symlink_to_denied_or_unallowed_file_is_refused(tree: Path) -> None:
     assert not work.exists() or not list(work.iterdir())
 
 
+def test_a_hard_link_to_a_denied_file_is_refused(tree: Path) -> None:
+    # /etc/shadow may sit on another file system than the test's directory: the
+    # agent's own state files are denied the same way and share it.
+    state = tree / "state"
+    state.mkdir(mode=0o700)
+    (state / "identity.json").write_text('{"key": "private"}')
+    os.link(state / "identity.json", tree / "data" / "innocent.txt")
+    _refused(_collect(tree, tree / "data" / "innocent.txt"), "is a denied file under another name")
+
+
 def test_a_symlink_inside_the_allowed_tree_is_followed(tree: Path) -> None:
     (tree / "data" / "real.txt").write_text("fine")
     (tree / "data" / "alias.txt").symlink_to(tree / "data" / "real.txt")

@@ -12,9 +12,10 @@ What may be read is decided here, on the PC, never by the command alone:
 - the file is opened component by component from ``/`` without following any symlink
   (``O_NOFOLLOW`` at each step), so a directory swapped for a symlink between the check
   and the open makes the open fail instead of reading elsewhere; the file opened must
-  be the one checked (same device and inode);
-- only regular files: devices, FIFOs, sockets and directories are refused (and a FIFO
-  is opened non-blocking, so it cannot hang the agent);
+  be the one checked (same device and inode), and not a denied file under another
+  name (a hard link or bind mount of ``/etc/shadow``, of the agent's key: by inode);
+- only regular files: devices, FIFOs, sockets and directories are refused before they
+  are opened (and the open is non-blocking, so a FIFO swapped in cannot hang the agent);
 - at most ``min(params.max_bytes, policy.max_collect_bytes)`` bytes.
 
 The bytes are copied into a 0600 file in ``<state_dir>/action-files`` first: the
@@ -74,6 +75,17 @@ DEFAULT_DENIED: Final[tuple[str, ...]] = (
     "/var/lib/sekimori/*",
     "/etc/sekimori/*",
 )
+# Files behind DEFAULT_DENIED that a hard link or a bind mount could show under another
+# name: a collected file must not be one of these inodes.
+_DENIED_FILES: Final[tuple[str, ...]] = (
+    "/etc/shadow*",
+    "/etc/gshadow*",
+    "/etc/security/opasswd*",
+    "/etc/sudoers*",
+    "/etc/ssh/ssh_host_*_key",
+    "/etc/ssl/private/*",
+    "/root/.ssh/*",
+)
 # Scratch files of handlers (collected snapshots, scripts, packages), inside the state
 # directory; the agent may empty it at start.
 WORK_DIR: Final = "action-files"
@@ -109,6 +121,20 @@ def _check_policy(
             raise CollectRefused(f"{path} is denied by the collect policy ({pattern})")
     if not policy.may_collect(resolved):
         raise CollectRefused(f"{resolved} is not in the paths this PC allows collecting")
+
+
+def _denied_inodes(state_dir: Path) -> set[tuple[int, int]]:
+    own = glob.escape(str(state_dir.resolve())) + "/**"
+    found: set[tuple[int, int]] = set()
+    for pattern in (*_DENIED_FILES, own):
+        for path in glob.glob(pattern, recursive=True):
+            try:
+                info = os.stat(path)
+            except OSError:
+                continue
+            if stat.S_ISREG(info.st_mode):
+                found.add((info.st_dev, info.st_ino))
+    return found
 
 
 def _open_no_follow(resolved: str) -> int:
@@ -172,6 +198,10 @@ def _snapshot(requested: str, limit: int, policy: LocalActionPolicy, state_dir: 
         info = os.fstat(fd)
         if (info.st_dev, info.st_ino) != (before.st_dev, before.st_ino):
             raise CollectRefused(f"{resolved} changed while it was being opened")
+        if (info.st_dev, info.st_ino) in _denied_inodes(state_dir):
+            raise CollectRefused(
+                f"{resolved} is a denied file under another name (hard link or bind mount)"
+            )
         if not stat.S_ISREG(info.st_mode):
             raise CollectRefused(f"{resolved} is {_kind(info.st_mode)}, not a regular file")
         if info.st_size > limit:
