@@ -39,6 +39,22 @@ SUBCOMMANDS = [
     ("bench", "console"),
     ("bench", "screens"),
     ("bench", "live"),
+    ("operator", "keygen"),
+    ("operators", "init"),
+    ("operators", "show"),
+    ("operators", "propose"),
+    ("operators", "sign"),
+    ("operators", "export"),
+    ("operators", "attach"),
+    ("sign",),
+    ("action", "create"),
+    ("action", "sign"),
+    ("action", "export"),
+    ("action", "attach"),
+    ("action", "status"),
+    ("action", "list"),
+    ("library", "add"),
+    ("library", "list"),
 ]
 
 

@@ -9,6 +9,7 @@ import msgspec
 from sekimori.cli.common import CommandError, cli_actor, parse_duration, settings_from_args
 from sekimori.cli.server_cmds import announce
 from sekimori.clock import format_us, now_us
+from sekimori.server.actions.keyrings import current_fingerprint
 from sekimori.server.agent_command import agent_url, enroll_command
 from sekimori.server.bootstrap import initialize, open_store
 from sekimori.server.store.audit import append_audit
@@ -39,6 +40,7 @@ def token_create(args: argparse.Namespace) -> int:
         issued = create_token(
             result.engine, group=args.group, ttl_seconds=ttl, created_by=cli_actor()
         )
+        operators = current_fingerprint(result.engine)
         append_audit(
             result.engine,
             actor=cli_actor(),
@@ -58,7 +60,7 @@ def token_create(args: argparse.Namespace) -> int:
     print(issued.token)
     print()
     print("On the PC to enroll, run:")
-    print(f"  {enroll_command(url, issued.token, result.pki.ca_fingerprint())}")
+    print(f"  {enroll_command(url, issued.token, result.pki.ca_fingerprint(), operators)}")
     return 0
 
 

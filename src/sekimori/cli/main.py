@@ -426,6 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep the generated store in DIR and reuse it on later runs (one per "
         "--devices/--events pair; generating 10M events takes minutes)",
     )
+    from sekimori.cli import action_cmds  # builds parsers only; handlers import lazily
+
+    action_cmds.register(sub, add)
     return parser
 
 

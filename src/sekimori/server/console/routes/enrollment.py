@@ -12,6 +12,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from sekimori.clock import now_us
+from sekimori.server.actions.keyrings import current_fingerprint
 from sekimori.server.agent_command import agent_url, enroll_command
 from sekimori.server.console.i18n import N_
 from sekimori.server.console.web import PageContext, page
@@ -92,7 +93,12 @@ def create(ctx: PageContext) -> Response:
         expires_us=issued.expires_us,
     )
     fingerprint = ctx.console.pki.ca_fingerprint() if ctx.console.pki else ""
-    command = enroll_command(agent_url(ctx.console.settings.server), issued.token, fingerprint)
+    command = enroll_command(
+        agent_url(ctx.console.settings.server),
+        issued.token,
+        fingerprint,
+        current_fingerprint(ctx.engine),
+    )
     return _page(ctx, issued=issued, command=command)
 
 
