@@ -215,6 +215,9 @@ class AgentSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # Per-collector settings, by collector name ({"processes": {"interval_seconds": 2}}).
     # Each collector validates its own section at start (later: pushed by policy).
     collectors: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    # The program remote restart/shutdown actions run (``PROGRAM -r +N "message"``);
+    # tests point it at a script that records its arguments (docs/actions.md).
+    actions_shutdown_command: list[str] = msgspec.field(default_factory=lambda: ["shutdown"])
 
 
 class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -33,6 +33,8 @@ SUBCOMMANDS = [
     ("agent", "run"),
     ("agent", "enroll"),
     ("agent", "notice"),
+    ("agent", "trust-operators"),
+    ("agent", "actions-log"),
     ("demo",),
     ("bench", "ingest"),
     ("bench", "agent"),

@@ -18,6 +18,13 @@ are sent straight on the connection (never through the outbox); a session still
 running when the connection drops is ended at once. It lists ``remote_control`` too:
 ``live_input`` goes to the handler, which injects it only while a signed
 ``remote_control`` grant is active for that session (``sekimori.agent.live``).
+
+With an ``actions`` executor (``sekimori.agent.actions.executor``) it lists the
+``actions`` capability: ``operators`` is applied at once and answered with
+``operators_applied``; each ``action`` runs in a task of its own (several at a time;
+the executor serializes what must not overlap) that outlives the connection — its
+data and result go on the connection the request came on, and a result that cannot
+be sent there is kept in ``actions.db`` and sent after the next ``welcome``.
 """
 
 from __future__ import annotations
@@ -60,10 +67,18 @@ from sekimori.protocol import (
     encode_batch_body,
     encode_message,
 )
-from sekimori.protocol.messages import CAPABILITY_REMOTE_CONTROL, LiveInput, Message
+from sekimori.protocol.messages import (
+    CAPABILITY_ACTIONS,
+    CAPABILITY_REMOTE_CONTROL,
+    ActionRequest,
+    LiveInput,
+    Message,
+    OperatorsUpdate,
+)
 from sekimori.settings import AgentSettings
 
 if TYPE_CHECKING:
+    from sekimori.agent.actions.executor import Executor
     from sekimori.agent.live import LiveView
 
 __all__ = ["ChannelClient", "ChannelEnd", "FatalRefusal"]
@@ -103,8 +118,12 @@ class ChannelClient:
         on_policy: PolicyHandler | None = None,
         live: LiveView | None = None,
         on_screen_burst: Callable[[], bool] | None = None,
+        actions: Executor | None = None,
     ) -> None:
         self._identity = identity
+        self._actions = actions
+        # Running actions: they outlive the session that received them.
+        self.action_tasks: set[asyncio.Task[None]] = set()
         self._on_screen_burst = on_screen_burst
         self._on_policy = on_policy
         self._live = live
@@ -199,6 +218,8 @@ class ChannelClient:
                 asyncio.create_task(self._heartbeat(ws, welcome.heartbeat_seconds)),
                 asyncio.create_task(self._apply_policies(ws, policies)),
             ]
+            if self._actions is not None:
+                tasks.append(asyncio.create_task(self._flush_results(ws)))
             try:
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
                 for task in done:
@@ -218,6 +239,8 @@ class ChannelClient:
             capabilities += [CAPABILITY_LIVE, CAPABILITY_REMOTE_CONTROL]
         if self._on_screen_burst is not None:
             capabilities.append(CAPABILITY_SCREEN_BURST)
+        if self._actions is not None:
+            capabilities.append(CAPABILITY_ACTIONS)
         return capabilities
 
     async def _read(self, ws: ClientConnection) -> object:
@@ -299,6 +322,13 @@ class ChannelClient:
                 self._live.stop(message)
             elif isinstance(message, LiveInput) and self._live is not None:
                 self._live.input(message)
+            elif isinstance(message, OperatorsUpdate) and self._actions is not None:
+                applied = await asyncio.to_thread(self._actions.apply_operators, message)
+                await ws.send(encode_message(applied))
+            elif isinstance(message, ActionRequest) and self._actions is not None:
+                task = asyncio.create_task(self._run_action(ws, message))
+                self.action_tasks.add(task)
+                task.add_done_callback(self.action_tasks.discard)
             elif isinstance(message, ScreenBurst) and self._on_screen_burst is not None:
                 if self._on_screen_burst():
                     log.info(
@@ -310,6 +340,42 @@ class ChannelClient:
     @staticmethod
     async def _send(ws: ClientConnection, message: Message) -> None:
         await ws.send(encode_message(message))
+
+    @staticmethod
+    def _sender(ws: ClientConnection) -> Callable[[Message], Awaitable[None]]:
+        """Send on ``ws`` only; a closed connection raises ``NotSent``."""
+        from sekimori.agent.actions.executor import NotSent  # noqa: PLC0415
+
+        async def send(message: Message) -> None:
+            try:
+                await ws.send(encode_message(message))
+            except ConnectionClosed as exc:
+                raise NotSent(str(exc)) from None
+
+        return send
+
+    async def _run_action(self, ws: ClientConnection, request: ActionRequest) -> None:
+        if self._actions is None:
+            return
+        try:
+            await self._actions.execute(request, self._sender(ws))
+        except Exception:
+            # Broad on purpose: the executor answers every request itself; this is a
+            # bug, logged, and must not take the channel down.
+            log.exception("action request failed")
+
+    async def _flush_results(self, ws: ClientConnection) -> None:
+        """Results kept while the connection was down, sent after ``welcome``."""
+        from sekimori.agent.actions.executor import NotSent  # noqa: PLC0415
+
+        if self._actions is None:
+            return
+        try:
+            sent = await self._actions.flush_pending(self._sender(ws))
+        except NotSent:
+            return
+        if sent:
+            log.info("sent %d action result(s) kept from an earlier connection", sent)
 
     async def _apply_policies(
         self, ws: ClientConnection, policies: asyncio.Queue[PolicyUpdate]

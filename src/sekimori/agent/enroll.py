@@ -6,9 +6,14 @@
 2. Make a key pair on this PC (it never leaves it) and a certificate request.
 3. Over TLS verified against the pinned CA, send the one-time token and the request;
    store the issued certificate.
+4. With ``operators`` (``--operators SHA256:<hex>``): pin the operator keyring the
+   server sent in ``enrolled.operators`` only if its fingerprint is that one. A
+   mismatch (or no keyring) enrolls nothing: no identity is written, as for a CA
+   mismatch. Without it no operator is trusted (``sekimori agent trust-operators``
+   later). The PC's own action policy is written here too
+   (``sekimori.agent.actions.local_policy``).
 
-This module is used at enrollment only; the running agent never imports it (nor
-cryptography, which it alone needs).
+This module is used at enrollment only; the running agent never imports it.
 """
 
 from __future__ import annotations
@@ -28,6 +33,13 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidHandshake, WebSocketException
 
 from sekimori import __version__
+from sekimori.agent.actions.keyring import (
+    OPERATORS_FILE,
+    KeyringError,
+    parse_fingerprint,
+    pin_keyring,
+)
+from sekimori.agent.actions.local_policy import LocalActionPolicy, write_local_policy
 from sekimori.agent.host import host_info
 from sekimori.agent.identity import Identity, client_ssl_context, write_private
 from sekimori.protocol import (
@@ -144,6 +156,25 @@ async def _request_certificate(
     return reply
 
 
+def _pin_operators(state_dir: Path, reply: Enrolled, fingerprint: str) -> None:
+    """Pin the keyring of ``reply`` or raise EnrollmentError having written nothing
+    that makes this PC enrolled (the CA file goes too)."""
+    problem = ""
+    if not reply.operators:
+        problem = "the server sent no operator keyring"
+    else:
+        try:
+            pin_keyring(state_dir, reply.operators, fingerprint)
+        except KeyringError as exc:
+            problem = str(exc)
+    if problem:
+        (state_dir / "ca.crt").unlink(missing_ok=True)
+        raise EnrollmentError(
+            f"{problem}: refusing to enroll (wrong server, or its operator keys were "
+            f"replaced). The server registered device {reply.device_id}: revoke it there."
+        )
+
+
 def enroll(
     state_dir: Path,
     server_url: str,
@@ -152,11 +183,21 @@ def enroll(
     *,
     group: str | None = None,
     timeout: float = 15.0,
+    operators: str | None = None,
+    action_policy: LocalActionPolicy | None = None,
 ) -> Identity:
-    """Enroll this PC and write its identity into ``state_dir``. Raises EnrollmentError."""
+    """Enroll this PC and write its identity into ``state_dir``. Raises EnrollmentError.
+
+    ``operators``: the fingerprint of the operator keyring to pin (``SHA256:<hex>``);
+    ``action_policy``: the PC's own action policy (default: the defaults)."""
     value = ca_fingerprint.strip().lower().removeprefix("sha256:").replace(":", "")
     if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
         raise EnrollmentError("the CA fingerprint must be 64 hexadecimal digits (SHA-256)")
+    if operators is not None:
+        try:
+            operators = parse_fingerprint(operators)
+        except KeyringError as exc:
+            raise EnrollmentError(str(exc)) from None
     url = normalize_server_url(server_url)
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     ca_pem = _fetch_ca(url, timeout)
@@ -175,6 +216,12 @@ def enroll(
         group=group,
     )
     reply = asyncio.run(_request_certificate(url, ca_path, request, timeout))
+    if operators is not None:
+        _pin_operators(state_dir, reply, operators)
+    else:
+        # A keyring pinned by an earlier enrollment belongs to that one.
+        (state_dir / OPERATORS_FILE).unlink(missing_ok=True)
+    write_local_policy(state_dir, action_policy or LocalActionPolicy())
     write_private(state_dir / "device.key", key_pem)
     write_private(state_dir / "device.crt", reply.certificate_pem.encode("ascii"), 0o644)
     identity = Identity(state_dir, reply.device_id, url, value)

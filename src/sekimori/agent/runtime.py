@@ -11,10 +11,12 @@ import asyncio
 import logging
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sekimori import __version__
+from sekimori.agent.actions.executor import Executor
 from sekimori.agent.channel import ChannelClient, ChannelEnd
 from sekimori.agent.collectors.registry import COLLECTORS
 from sekimori.agent.collectors.supervisor import CollectorConfigError, Supervisor, is_enabled
@@ -48,6 +50,45 @@ def collector_settings(
     if is_enabled("files", files):
         files.setdefault("state_dir", str(Path(settings.state_dir).resolve()))
     return out
+
+
+def _action_hooks(
+    settings: AgentSettings,
+    supervisor: Supervisor,
+    outbox: Outbox,
+    live: LiveView,
+    policy: Callable[[], Policy | None],
+) -> dict[str, Callable[..., object]]:
+    """What action handlers may use of the running agent (``ActionContext.hooks``).
+    X and Pillow are imported only when an action needs them."""
+
+    def displays() -> object:
+        from sekimori.agent.actions.desktop import known_displays  # noqa: PLC0415
+
+        return known_displays(*display_settings(settings.collectors))
+
+    def screenshot(monitor: int) -> int:
+        from sekimori.agent.actions.hooks import GrabSettings, grab_frames  # noqa: PLC0415
+
+        screens = collector_settings(settings, policy()).get("screens", {})
+        grab = GrabSettings(
+            display=str(screens.get("display") or ""),
+            xauthority=str(screens.get("xauthority") or ""),
+            scale=float(screens.get("scale", 0.5)),
+            format="webp" if screens.get("format") == "webp" else "jpeg",
+            quality=int(screens.get("quality", 70)),
+        )
+        frames = grab_frames(grab, monitor)
+        for frame in frames:
+            outbox.append("screen.frame", frame)
+        return len(frames)
+
+    return {
+        "displays": displays,
+        "screenshot": screenshot,
+        "refresh_inventory": lambda: supervisor.restart("inventory"),
+        "live": lambda: live,
+    }
 
 
 def _screen_burst(supervisor: Supervisor) -> bool:
@@ -96,6 +137,15 @@ async def _main(settings: AgentSettings, identity: Identity, outbox: Outbox) -> 
         *display_settings(settings.collectors),
         record=lambda frame, time_us: outbox.append("screen.frame", frame, time_us=time_us),
     )
+    # Signed remote actions: checked against the operator keyring pinned on this PC
+    # and its own action policy (docs/actions.md); never against the server's word.
+    actions = Executor(
+        state_dir,
+        identity.device_id,
+        record_event=outbox.append,
+        hooks=_action_hooks(settings, supervisor, outbox, live, lambda: policies.active),
+        shutdown_command=tuple(settings.actions_shutdown_command),
+    )
     client = ChannelClient(
         identity,
         outbox,
@@ -104,6 +154,7 @@ async def _main(settings: AgentSettings, identity: Identity, outbox: Outbox) -> 
         on_policy=policies.handle,
         live=live,
         on_screen_burst=lambda: _screen_burst(supervisor),
+        actions=actions,
     )
     supervisor.start()
     policies.start(supervisor)
@@ -111,6 +162,10 @@ async def _main(settings: AgentSettings, identity: Identity, outbox: Outbox) -> 
     try:
         end = await client.run(stop)
     finally:
+        for task in list(client.action_tasks):
+            task.cancel()
+        await asyncio.gather(*client.action_tasks, return_exceptions=True)
+        actions.close()
         await asyncio.to_thread(supervisor.stop)
     if end is ChannelEnd.REFUSED:
         return EXIT_REFUSED

@@ -89,6 +89,18 @@ def _agent_enroll(args: argparse.Namespace) -> int:
     return agent_cmds.enroll(args)
 
 
+def _agent_trust_operators(args: argparse.Namespace) -> int:
+    from sekimori.cli import agent_cmds
+
+    return agent_cmds.trust_operators(args)
+
+
+def _agent_actions_log(args: argparse.Namespace) -> int:
+    from sekimori.cli import agent_cmds
+
+    return agent_cmds.actions_log(args)
+
+
 def _agent_notice(args: argparse.Namespace) -> int:
     from sekimori.cli import agent_cmds
 
@@ -336,6 +348,52 @@ def build_parser() -> argparse.ArgumentParser:
     )
     enroll.add_argument("--group", help="refuse the token unless it is for this group")
     enroll.add_argument("--state-dir", help="agent state directory (identity, outbox)")
+    enroll.add_argument(
+        "--operators",
+        metavar="SHA256:HEX",
+        help="fingerprint of the operator keyring to pin (from the enroll command the "
+        "server prints); without it this PC refuses every remote action",
+    )
+    enroll.add_argument(
+        "--allow-actions",
+        metavar="A,B,...",
+        help="remote actions this PC runs at all (default: every one but remote_control)",
+    )
+    enroll.add_argument(
+        "--remote-control", action="store_true", help="also allow remote control (off by default)"
+    )
+    enroll.add_argument(
+        "--collect-paths",
+        nargs="+",
+        action="append",
+        metavar="GLOB",
+        help="paths collect_file may read (none by default)",
+    )
+    enroll.add_argument(
+        "--deny-paths", nargs="+", action="append", metavar="GLOB", help="paths it never reads"
+    )
+    enroll.add_argument(
+        "--max-collect-bytes", type=int, metavar="N", help="largest file collect_file sends"
+    )
+    trust = add(
+        agent_sub,
+        "trust-operators",
+        _agent_trust_operators,
+        "Pin an operator keyring file on this PC (enrolled without --operators): remote "
+        "actions signed by its operators are then accepted.",
+    )
+    trust.add_argument("file", help="the keyring file ('sekimori operators show' on the server)")
+    trust.add_argument("--fingerprint", required=True, metavar="SHA256:HEX")
+    trust.add_argument("--state-dir", help="agent state directory (identity, outbox)")
+    actions_log = add(
+        agent_sub,
+        "actions-log",
+        _agent_actions_log,
+        "Show this PC's own log of remote actions (received, refused, done, failed).",
+    )
+    actions_log.add_argument("--verify", action="store_true", help="check the hash chain")
+    actions_log.add_argument("--json", action="store_true", help="JSON lines as stored")
+    actions_log.add_argument("--state-dir", help="agent state directory (identity, outbox)")
     notice = add(
         agent_sub,
         "notice",

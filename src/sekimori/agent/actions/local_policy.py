@@ -37,7 +37,8 @@ DEFAULT_ALLOWED: Final[tuple[ActionName, ...]] = tuple(
 )
 _MAX_FILE_BYTES = 256 * 1024
 
-_Glob = Annotated[str, msgspec.Meta(min_length=2, max_length=4096, pattern=r"^/")]
+# Absolute, or starting with "*" (which matches any directory: "*.key").
+_Glob = Annotated[str, msgspec.Meta(min_length=2, max_length=4096, pattern=r"^[/*]")]
 
 
 class LocalPolicyError(Exception):
