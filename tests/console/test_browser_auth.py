@@ -72,10 +72,12 @@ def test_language_switch_in_the_header(tab: Tab) -> None:
     page = tab.page
     login(page, "erin")
     menu = page.locator("nav.menu a")
-    expect(menu).to_have_text(["Dashboard", "Devices", "Alerts", "Logs", "Reports", "Enrollment"])
+    expect(menu).to_have_text(
+        ["Dashboard", "Devices", "Alerts", "Logs", "Reports", "Enrollment", "Actions"]
+    )
     page.select_option("header select[name=locale]", "ja")
     expect(menu).to_have_text(
-        ["ダッシュボード", "デバイス", "アラート", "ログ", "レポート", "登録"]
+        ["ダッシュボード", "デバイス", "アラート", "ログ", "レポート", "登録", "リモート操作"]
     )
     expect(page.locator("html")).to_have_attribute("lang", "ja")
     # The choice belongs to the account: it holds on the next page.
