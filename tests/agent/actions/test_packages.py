@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,8 +16,16 @@ import pytest
 
 from sekimori.agent.actions.base import Outcome
 from sekimori.agent.actions.files import WORK_DIR
+from sekimori.agent.actions.local_policy import LocalActionPolicy
 from sekimori.agent.actions.packages import _owner_packages, install_package, remove_package
-from sekimori.protocol.actions import InstallPackageParams, RemovePackageParams
+from sekimori.agent.actions.registry import load_handler
+from sekimori.protocol.actions import (
+    ActionParams,
+    CollectFileParams,
+    InstallPackageParams,
+    RemovePackageParams,
+    RunScriptParams,
+)
 from tests.agent.actions.handler_context import PAYLOAD, build_deb, context
 
 PACKAGE = "sekimori-a2-test-pkg"
@@ -178,3 +187,29 @@ def test_the_owner_of_the_agents_interpreter_is_found() -> None:
     ).stdout.split(":")[0]
     found = asyncio.run(_owner_packages([python, "/nonexistent/sekimori"]))
     assert found == {owner}
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        CollectFileParams(path="/etc/hostname"),
+        RunScriptParams(name="s", sha256=hashlib.sha256(b"true\n").hexdigest()),
+        InstallPackageParams(name="x", filename="x.deb", sha256="0" * 64),
+        RemovePackageParams(name="x"),
+    ],
+    ids=lambda p: type(p).__name__,
+)
+def test_other_platforms_are_told_no(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, params: ActionParams
+) -> None:
+    handler = load_handler(type(params).__struct_config__.tag)  # type: ignore[arg-type]
+    assert handler is not None
+    monkeypatch.setattr(sys, "platform", "win32")
+    ctx = context(params, tmp_path, attachment=b"true\n", policy=LocalActionPolicy())
+
+    async def call() -> Outcome:
+        return await handler(params, ctx)
+
+    outcome = asyncio.run(call())
+    assert outcome.status == "failed"
+    assert outcome.reason.startswith("not supported on this platform")
