@@ -298,7 +298,7 @@ class ControlIndicator:
                     last_raise = time.monotonic()
                     self._window.raise_window()
                     self._display.flush()
-            except (XError, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001 - X errors, a closed display
                 log.warning("remote-control indicator: %s", exc)
                 return
 

@@ -22,7 +22,8 @@ the orange "being controlled" bar appears (``indicator.ControlIndicator``) and, 
 the grant ends, ``live_input`` for a live session *of the console user who requested
 the command*, naming the command's nonce, is injected with XTEST
 (``sekimori.agent.xinput``). The grant is bound to that user's live session running
-when it is given (else to the next one that user starts); it ends after its
+when it is given (else to the first of that user's sessions input arrives through —
+not merely the next one, which could be a device-list thumbnail); it ends after its
 ``max_seconds``, when that session ends, or when the person clicks the orange bar or
 presses Pause. Then every key and button still pressed is released. Input at any
 other time is dropped and counted (``dropped_input``; the first drop of a session and
@@ -249,9 +250,6 @@ class LiveView:
             await send(_state(start, "started"))
             session.send = send
             session.started = True
-            grant = self._grant
-            if grant is not None and grant.session_id is None and grant.user == start.viewer:
-                self._bind(grant, session)
             reason = await self._stream(session, send, pool, grabber, limit)
             self._session_ended(session)
             await send(_state(start, "stopped", reason))
@@ -461,10 +459,14 @@ class LiveView:
             return "input names another command"
         if session is None or session.start.session_id != message.session_id:
             return "no such live-view session"
-        if not session.started or grant.session_id != session.start.session_id:
-            return "the grant is not for this session"
+        if not session.started:
+            return "the live-view session has not started"
         if session.start.viewer != grant.user:
             return "the viewer is not the user control was granted to"
+        if grant.session_id is None:
+            self._bind(grant, session)  # the first input of that user's session
+        elif grant.session_id != session.start.session_id:
+            return "the grant is bound to another session"
         return None
 
     def _injected(self, grant: _Grant, done: asyncio.Future[int]) -> None:

@@ -73,8 +73,10 @@ from sekimori.protocol import (
 )
 from sekimori.protocol.messages import (
     CAPABILITY_ACTIONS,
+    CAPABILITY_REMOTE_CONTROL,
     ActionData,
     ActionResult,
+    LiveControl,
     Message,
     OperatorsApplied,
 )
@@ -146,6 +148,7 @@ class _Session:
     policy_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     # Live view (only for agents with the "live" capability).
     wants_live: bool = False
+    wants_control: bool = False  # "remote_control": live_input
     wants_burst: bool = False
     # Signed remote actions (only for agents with the "actions" capability).
     wants_actions: bool = False
@@ -172,7 +175,7 @@ class AgentChannel:
         self._heartbeats: dict[str, tuple[int, int]] = {}
         self._outbox_depths: dict[str, int] = {}
         self._pending_commands: dict[str, asyncio.Future[CommandResult]] = {}
-        self.live = LiveSessions(self._send_live, self._live_capable)
+        self.live = LiveSessions(self._send_live, self._live_capable, self._control_capable)
         self.actions = ActionRouter(engine, blobs, self._send_actions)
 
     @property
@@ -275,6 +278,7 @@ class AgentChannel:
         self._writer.rules.forget(device_id)
         session = _Session(device_id=device_id, ws=ws, received_through=device.acked_seq)
         session.wants_live = CAPABILITY_LIVE in hello.capabilities
+        session.wants_control = CAPABILITY_REMOTE_CONTROL in hello.capabilities
         session.wants_burst = CAPABILITY_SCREEN_BURST in hello.capabilities
         self._sessions[device_id] = session
         self._metrics.agents_connected.set(len(self._sessions))
@@ -343,7 +347,7 @@ class AgentChannel:
             self._metrics.agent_outbox_events.set(sum(self._outbox_depths.values()))
         elif isinstance(message, PolicyApplied):
             await self._policy_applied(session, message)
-        elif isinstance(message, (LiveFrame, LiveState)) and session.wants_live:
+        elif isinstance(message, (LiveFrame, LiveState, LiveControl)) and session.wants_live:
             self.live.deliver(session.device_id, message)
         elif (
             isinstance(message, (OperatorsApplied, ActionData, ActionResult))
@@ -476,6 +480,10 @@ class AgentChannel:
     def _live_capable(self, device_id: str) -> bool | None:
         session = self._sessions.get(device_id)
         return None if session is None else session.wants_live
+
+    def _control_capable(self, device_id: str) -> bool | None:
+        session = self._sessions.get(device_id)
+        return None if session is None else session.wants_live and session.wants_control
 
     # ---- signed remote actions --------------------------------------------------------
 

@@ -12,6 +12,12 @@ session. ``close`` sends ``live_stop``; a device that disconnects ends its sessi
 An agent can only feed sessions opened for itself: a frame naming another device's
 session (or one that has ended) is dropped.
 
+Remote control rides on a session: ``send_input`` forwards the viewer's keyboard and
+mouse events (``live_input``, only to an agent that listed ``remote_control``), naming
+the signed ``remote_control`` command that granted control; the agent injects them
+only while its own grant for that command, user and session lasts. The agent's
+``live_control`` (granted / ended) is queued for the viewer like a state.
+
 Sessions live in the memory of the server process the device is connected to (the
 console and the channel run in the same process). Auditing (who watched whom, when,
 for how long) is the console's part: see ``console/routes/live.py``.
@@ -30,7 +36,8 @@ from websockets.exceptions import ConnectionClosed
 
 from sekimori.clock import now_us
 from sekimori.protocol import LiveFrame, LiveStart, LiveState, LiveStop
-from sekimori.protocol.messages import Message
+from sekimori.protocol.live_input import InputEvent
+from sekimori.protocol.messages import LiveControl, LiveInput, Message
 
 __all__ = ["LiveSession", "LiveSessions", "LiveUnavailable"]
 
@@ -43,6 +50,7 @@ MAX_SESSIONS = 64
 
 Sender = Callable[[str, Message], Awaitable[None]]
 Capable = Callable[[str], bool | None]
+Update = LiveState | LiveFrame | LiveControl
 
 
 class LiveUnavailable(Exception):
@@ -60,23 +68,26 @@ class LiveSession:
     bytes: int = 0
     started_us: int | None = None
     ended: bool = False
-    _pending: deque[LiveState | LiveFrame] = field(default_factory=deque)
+    # Remote control as the agent reported it: "" (never), "granted", "ended".
+    control: str = ""
+    input_events: int = 0
+    _pending: deque[Update] = field(default_factory=deque)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def next(self) -> LiveState | LiveFrame:
+    async def next(self) -> Update:
         """The next message from the agent, oldest first (waits for one)."""
         while not self._pending:
             self._wake.clear()
             await self._wake.wait()
         return self._pending.popleft()
 
-    def put(self, message: LiveState | LiveFrame) -> None:
+    def put(self, message: Update) -> None:
         if isinstance(message, LiveFrame):
             waiting = [m for m in self._pending if isinstance(m, LiveFrame)]
             if len(waiting) >= QUEUE_FRAMES:
                 self._pending.remove(waiting[0])
                 self.dropped += 1
-        self._pending.append(message)  # states: at most three per session
+        self._pending.append(message)  # states: at most three per session, controls few
         self._wake.set()
 
 
@@ -85,9 +96,12 @@ class LiveSessions:
     is not connected); ``capable(device_id)`` tells whether it speaks live view
     (None: not connected)."""
 
-    def __init__(self, send: Sender, capable: Capable) -> None:
+    def __init__(
+        self, send: Sender, capable: Capable, control_capable: Capable | None = None
+    ) -> None:
         self._send = send
         self._capable = capable
+        self._control_capable = control_capable or (lambda _device: False)
         self._sessions: dict[str, LiveSession] = {}
 
     @property
@@ -158,12 +172,30 @@ class LiveSessions:
             session.dropped,
         )
 
-    def deliver(self, device_id: str, message: LiveState | LiveFrame) -> None:
+    async def send_input(self, session: LiveSession, nonce: str, events: list[InputEvent]) -> None:
+        """Forward a viewer's input to the PC (the console has checked the user may
+        control it). Raises ``LiveUnavailable`` when the session is over or the
+        agent does not speak remote control."""
+        if session.ended or self._sessions.get(session.id) is not session:
+            raise LiveUnavailable("the live-view session has ended")
+        if not self._control_capable(session.device_id):
+            raise LiveUnavailable("the PC's agent is too old for remote control")
+        try:
+            await self._send(
+                session.device_id, LiveInput(session_id=session.id, nonce=nonce, events=events)
+            )
+        except (LookupError, ConnectionClosed, OSError):
+            raise LiveUnavailable("the PC is not connected") from None
+        session.input_events += len(events)
+
+    def deliver(self, device_id: str, message: Update) -> None:
         """A message from a device's agent (called by the channel)."""
         session = self._sessions.get(message.session_id)
         if session is None or session.device_id != device_id or session.ended:
             return
-        if isinstance(message, LiveFrame):
+        if isinstance(message, LiveControl):
+            session.control = message.state
+        elif isinstance(message, LiveFrame):
             session.frames += 1
             session.bytes += len(message.image)
         elif message.state == "started":
