@@ -23,6 +23,7 @@ import msgspec
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
+from sekimori.agent.actions.audit_log import LOG_FILE, verify_log
 from sekimori.agent.actions.local_policy import DEFAULT_ALLOWED, LocalActionPolicy
 from sekimori.agent.enroll import enroll
 from sekimori.agent.indicator import CONTROL_CONSENT_TITLE, CONTROL_INDICATOR_TITLE
@@ -49,6 +50,7 @@ class ControlledPC:
     agent: AgentProcess
     typed: Path
     window: int
+    state: Path
 
 
 @pytest.fixture(scope="module", name="pc")
@@ -93,7 +95,9 @@ def pc_fixture(console_server: ServerProcess) -> Iterator[ControlledPC]:
             )
             window = desktop.wait_window("typing", pid=proc.pid)
             _set_mode(console_server, identity.device_id, "allowed")
-            yield ControlledPC(console_server, desktop, identity.device_id, agent, typed, window)
+            yield ControlledPC(
+                console_server, desktop, identity.device_id, agent, typed, window, state
+            )
         finally:
             agent.stop()
 
@@ -195,3 +199,14 @@ def test_keystrokes_reach_the_pc_only_once_control_is_signed_and_allowed(
     (end,) = _audit(pc, "live.control_end")
     assert end["nonce"] == nonce and end["events"] == 12
     assert pc.typed.read_text() == "hello\n"
+    # The PC's own log has the command, the grant and its end, chained.
+    log = pc.state / LOG_FILE
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    mine = [(e["step"], e.get("event", "")) for e in entries if e["nonce"] == nonce]
+    assert mine == [
+        ("received", ""),
+        ("control", "remote_control.granted"),
+        ("done", ""),
+        ("control", "remote_control.ended"),
+    ], mine
+    assert verify_log(log).ok

@@ -61,12 +61,13 @@ from sekimori.protocol.messages import LiveControl, LiveInput, Message
 from sekimori.protocol.policy import LiveViewPolicy
 
 if TYPE_CHECKING:
+    from sekimori.agent.actions.audit_log import ActionLog
     from sekimori.agent.indicator import ControlIndicator, Indicator
     from sekimori.agent.screens import EncodedFrame, ImageFormat, ScreenGrabber
     from sekimori.agent.screens import Monitor as ScreenMonitor
     from sekimori.agent.xinput import Injector, ScreenPoint
 
-__all__ = ["ControlBusy", "LiveView", "display_settings"]
+__all__ = ["ControlBusy", "LiveView", "control_journal", "display_settings"]
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,23 @@ RECORD_EVERY_SECONDS = 1.0
 MAX_QUEUED_INPUT = 32
 # Writes an entry to the agent's local action log: (event, detail).
 Journal = Callable[[str, dict[str, object]], None]
+
+
+def control_journal(log: ActionLog) -> Journal:
+    """Remote-control events into the PC's own action log (step ``control``)."""
+
+    def write(event: str, detail: dict[str, object]) -> None:
+        log.append(
+            "control",
+            nonce=str(detail.get("nonce", "")),
+            action="remote_control",
+            requested_by=str(detail.get("user", "")),
+            reason=str(detail.get("reason", "")),
+            extra={"event": event}
+            | {k: v for k, v in detail.items() if k not in ("nonce", "user", "reason")},
+        )
+
+    return write
 
 
 class ControlBusy(Exception):
@@ -144,7 +162,7 @@ class LiveView:
     ) -> None:
         self._policy = policy
         self._record = record
-        self._journal = journal
+        self.journal = journal
         self._display = display
         self._xauthority = xauthority
         self._session: _Session | None = None
@@ -562,10 +580,10 @@ class LiveView:
         task.add_done_callback(self._pending.discard)
 
     def _note(self, event: str, detail: dict[str, object]) -> None:
-        if self._journal is None:
+        if self.journal is None:
             return
         try:
-            self._journal(event, detail)
+            self.journal(event, detail)
         except Exception as exc:  # noqa: BLE001 - the log must not stop remote control
             log.warning("local action log: %s", exc)
 

@@ -22,7 +22,7 @@ from sekimori.agent.collectors.registry import COLLECTORS
 from sekimori.agent.collectors.supervisor import CollectorConfigError, Supervisor, is_enabled
 from sekimori.agent.host import host_info
 from sekimori.agent.identity import Identity
-from sekimori.agent.live import LiveView, display_settings
+from sekimori.agent.live import LiveView, control_journal, display_settings
 from sekimori.agent.outbox import Outbox
 from sekimori.agent.platform.linux.memory import limit_malloc_arenas
 from sekimori.agent.policy import NOTICE_FILE, PolicyManager, effective_settings
@@ -146,6 +146,8 @@ async def _main(settings: AgentSettings, identity: Identity, outbox: Outbox) -> 
         hooks=_action_hooks(settings, supervisor, outbox, live, lambda: policies.active),
         shutdown_command=tuple(settings.actions_shutdown_command),
     )
+    # Remote control's grants, ends and dropped input go to the PC's own action log.
+    live.journal = control_journal(actions.log)
     client = ChannelClient(
         identity,
         outbox,

@@ -1,7 +1,8 @@
 """``<state_dir>/actions.log``: the PC's own record of every action it was asked to run.
 
 Append-only JSON lines, one per step (``received``, ``refused``, ``done``,
-``failed``), each carrying ``prev``: the SHA-256 of the line before it (64 zeros for
+``failed``; ``control``: remote control granted, ended, input dropped — written by
+``sekimori.agent.live``), each carrying ``prev``: the SHA-256 of the line before it (64 zeros for
 the first). Changing, removing or inserting a line breaks the chain at the next line;
 ``actions.log.head`` holds the hash of the last line, so a changed or removed last line
 is noticed too. Each append is fsynced before the action goes on.
@@ -31,7 +32,7 @@ _HEAD_SUFFIX: Final = ".head"
 _GENESIS: Final = "0" * 64
 _TAIL_BYTES = 256 * 1024
 
-Step = Literal["received", "refused", "done", "failed"]
+Step = Literal["received", "refused", "done", "failed", "control"]
 
 
 def _line_hash(line: bytes) -> str:
