@@ -2,8 +2,8 @@
 
 Append-only JSON lines, one per step (``received``, ``refused``, ``done``,
 ``failed``; ``control``: remote control granted, ended, input dropped — written by
-``sekimori.agent.live``), each carrying ``prev``: the SHA-256 of the line before it (64 zeros for
-the first). Changing, removing or inserting a line breaks the chain at the next line;
+``sekimori.agent.live``), each carrying ``prev``: the SHA-256 of the line before it
+(64 zeros for the first). Changing, removing or inserting a line breaks the chain at the next line;
 ``actions.log.head`` holds the hash of the last line, so a changed or removed last line
 is noticed too. Each append is fsynced before the action goes on.
 
