@@ -143,6 +143,9 @@ class VulnSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     match_seconds: float = 60.0
     # The console warns when a feed's last good import is older than this.
     stale_days: float = 7.0
+    # The compliance chart's default: a PC is compliant with no known-exploited
+    # finding older than this many days (the console lets the user choose another).
+    compliance_max_age_days: int = 14
     # Where ``sekimori vuln fetch`` gets feeds from (none by default: closed networks
     # import files).
     feeds: list[VulnFeedSource] = msgspec.field(default_factory=list)

@@ -30,6 +30,7 @@ from sekimori.server.console.routes import (
     rules,
     screens,
     users,
+    vulnerabilities,
 )
 from sekimori.server.console.templating import make_environment
 from sekimori.server.console.web import Console, SecurityHeaders
@@ -109,6 +110,7 @@ def create_console_app(
         *account.routes,
         *actions.routes,
         *operators.routes,
+        *vulnerabilities.routes,
         Mount("/static", app=StaticFiles(directory=_STATIC), name="static"),
     ]
     app = Starlette(routes=routes)

@@ -35,6 +35,11 @@ def role_label(role: str) -> str:
 # signed with the user's own passkey when the action needs a signature; also the
 # user's own passkeys. operators: the operator keyring (which keys may sign) and its
 # changes — administrators only.
+# vulnerabilities: the vulnerability list and pages, a device's findings, fleet patch
+# compliance and feed status, within the user's groups (administrators, operators,
+# auditors; not audited, like the device inventory they come from).
+# vuln_manage: accept findings (exceptions) and upload vulnerability feeds —
+# administrators only (an accepted risk and the feed data are fleet-wide decisions).
 Permission = Literal[
     "dashboard",
     "devices",
@@ -49,6 +54,8 @@ Permission = Literal[
     "live",
     "actions",
     "operators",
+    "vulnerabilities",
+    "vuln_manage",
 ]
 
 PERMISSIONS: Final[dict[Role, frozenset[Permission]]] = {
@@ -67,13 +74,17 @@ PERMISSIONS: Final[dict[Role, frozenset[Permission]]] = {
             "live",
             "actions",
             "operators",
+            "vulnerabilities",
+            "vuln_manage",
         }
     ),
     # Operators look after devices; they see a device's activity to troubleshoot it,
     # and handle the alerts of their groups.
-    "operator": frozenset({"dashboard", "devices", "activity", "enroll", "alerts", "actions"}),
-    # Auditors read logs, reports and the audit trail, nothing else.
-    "auditor": frozenset({"dashboard", "activity", "audit"}),
+    "operator": frozenset(
+        {"dashboard", "devices", "activity", "enroll", "alerts", "actions", "vulnerabilities"}
+    ),
+    # Auditors read logs, reports, the audit trail and the vulnerability posture.
+    "auditor": frozenset({"dashboard", "activity", "audit", "vulnerabilities"}),
     "viewer": frozenset({"dashboard"}),
 }
 

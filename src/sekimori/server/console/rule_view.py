@@ -44,6 +44,7 @@ BUILTIN_TITLES: Final[dict[str, str]] = {
     # The device-state rules (alerting/state_rules.py).
     "builtin.agent_offline": N_("Agent offline"),
     "builtin.agent_outdated": N_("Agent older than the minimum version"),
+    "builtin.known_exploited_vulnerability": N_("Known-exploited vulnerability on a PC"),
 }
 # What each built-in list holds, for the lists page.
 LIST_HINTS: Final[dict[str, str]] = {

@@ -254,6 +254,7 @@ def list_vulnerabilities(
     now_us: int,
     search: str = "",
     known_exploited_only: bool = False,
+    severity: str = "",
     sort: str = "-exposed",
     limit: int = 50,
     offset: int = 0,
@@ -279,6 +280,8 @@ def list_vulnerabilities(
     where: list[sa.ColumnElement[bool]] = []
     if known_exploited_only:
         where.append(vulnerabilities.c.known_exploited.is_(True))
+    if severity:  # one of the ratings (CRITICAL ... NONE, "" unknown is not a filter)
+        where.append(vulnerabilities.c.severity == severity)
     if search.strip():
         pattern = f"%{_escape_like(search.strip())}%"
         where.append(

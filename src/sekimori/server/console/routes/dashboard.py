@@ -15,6 +15,7 @@ from sekimori.clock import now_us
 from sekimori.server.console.i18n import gettext
 from sekimori.server.console.permissions import allowed
 from sekimori.server.console.routes.alerts import severity_label, status_label
+from sekimori.server.console.routes.vulnerabilities import dashboard_card
 from sekimori.server.console.web import PageContext, page
 from sekimori.server.store.alert_queries import SEVERITIES, latest_open_alerts, open_counts
 from sekimori.server.store.device_queries import (
@@ -83,6 +84,7 @@ def dashboard(ctx: PageContext) -> Response:
         now=now,
         heartbeat=heartbeat,
         **alerts,
+        **dashboard_card(ctx),
     )
 
 

@@ -24,6 +24,7 @@ from sekimori.server.console.event_summary import (
 from sekimori.server.console.permissions import allowed
 from sekimori.server.console.routes.alerts import severity_label, status_label
 from sekimori.server.console.routes.dashboard import minimum_agent_version
+from sekimori.server.console.routes.vulnerabilities import device_tab
 from sekimori.server.console.web import PageContext, page
 from sekimori.server.store.alert_queries import device_open_alerts
 from sekimori.server.store.device_detail import (
@@ -47,7 +48,7 @@ from sekimori.server.store.devices import Device, revoke_device
 __all__ = ["routes"]
 
 STATUSES = ("online", "offline", "revoked")
-TABS = ("overview", "software", "activity")
+TABS = ("overview", "software", "activity", "vulnerabilities")
 SOFTWARE_CHANGES = (
     "inventory.software_installed",
     "inventory.software_removed",
@@ -204,10 +205,17 @@ def device_page(ctx: PageContext) -> Response:
     tab = tab if tab in TABS else "overview"
     if tab == "activity" and not allowed(ctx.user.role, "activity"):
         return ctx.render("forbidden.html", status=403)
+    if tab == "vulnerabilities" and not allowed(ctx.user.role, "vulnerabilities"):
+        return ctx.render("forbidden.html", status=403)
     now = now_us()
     heartbeat = ctx.console.settings.server.heartbeat_seconds
     minimum = minimum_agent_version(ctx)
-    parts = {"overview": _overview, "software": _software, "activity": _activity}[tab]
+    parts = {
+        "overview": _overview,
+        "software": _software,
+        "activity": _activity,
+        "vulnerabilities": device_tab,
+    }[tab]
     return ctx.render(
         "device.html",
         device=device,
