@@ -333,3 +333,36 @@ def test_a_collected_file_downloads_as_an_attachment_and_is_audited(
     entries = search_audit(engine, action="action.download", target=nonce).entries
     assert [e.actor for e in entries] == ["alice"]
     assert erin.get(url).status_code == 404  # another group's PC
+
+
+def test_a_registration_needs_this_session_s_fresh_challenge_once(
+    fleet: Fleet, bob: ConsoleClient
+) -> None:
+    engine = fleet.server.engine()
+    before = service.credentials_of(engine, "bob")
+    # Without options first: no challenge for this session.
+    refused = bob.submit("/operators/passkeys", {"credential": "{}", "label": "x"})
+    assert refused.status_code == 400
+    assert "expired" in refused.json()["error"]
+    options = bob.submit("/operators/passkeys/options")
+    assert options.status_code == 200
+    created = options.json()
+    assert created["rp"]["id"] == "127.0.0.1"  # what the browser used
+    assert 'id="passkey-unusable"' in bob.get("/operators").text  # an IP address
+    assert created["authenticatorSelection"]["userVerification"] == "required"
+    assert {p["alg"] for p in created["pubKeyCredParams"]} == {-8, -7, -257}
+    assert created["excludeCredentials"] == [{"type": "public-key", "id": b64url(b"bob-cred")}]
+    # A forged answer is refused, and the challenge is spent.
+    forged = bob.submit("/operators/passkeys", {"credential": '{"id": "x"}', "label": "x"})
+    assert forged.status_code == 400
+    assert "refused" in forged.json()["error"]
+    again = bob.submit("/operators/passkeys", {"credential": '{"id": "x"}', "label": "x"})
+    assert "expired" in again.json()["error"]
+    assert service.credentials_of(engine, "bob") == before
+
+
+def test_the_pages_speak_japanese(fleet: Fleet, alice: ConsoleClient) -> None:
+    headers = {"Accept-Language": "ja"}
+    assert "新しい操作" in alice.get("/actions/new", headers=headers).text
+    assert "あなたのパスキー" in alice.get("/operators", headers=headers).text
+    assert "スクリプト・パッケージライブラリ" in alice.get("/actions/library", headers=headers).text

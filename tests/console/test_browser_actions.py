@@ -88,6 +88,7 @@ def passkeys(chromium: Browser, console_server: ServerProcess) -> Iterator[dict[
 def register(p: PasskeyTab, user: str, label: str) -> None:
     page = p.tab.page
     login(page, user, next_="/operators")
+    expect(page.locator("#passkey-unusable")).to_have_count(0)
     page.fill("#passkey-label", label)
     page.click("#passkey-register")
     page.wait_for_url(re.compile(r"/operators\?registered="))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import secrets
 import threading
 import time
@@ -86,6 +87,16 @@ class RelyingParty:
 
     rp_id: str
     origin: str
+
+    @property
+    def usable(self) -> bool:
+        """Browsers make passkeys only for a domain (an IP address cannot be an rp
+        id) in a secure context (HTTPS, or http://localhost)."""
+        try:
+            ipaddress.ip_address(self.rp_id.strip("[]"))
+        except ValueError:
+            return self.origin.startswith("https://") or self.rp_id == "localhost"
+        return False
 
 
 def relying_party(console_url: str, request_url: str) -> RelyingParty:
