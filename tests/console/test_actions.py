@@ -366,3 +366,12 @@ def test_the_pages_speak_japanese(fleet: Fleet, alice: ConsoleClient) -> None:
     assert "新しい操作" in alice.get("/actions/new", headers=headers).text
     assert "あなたのパスキー" in alice.get("/operators", headers=headers).text
     assert "スクリプト・パッケージライブラリ" in alice.get("/actions/library", headers=headers).text
+
+
+def test_the_enrollment_command_pins_the_operator_keyring(
+    fleet: Fleet, alice: ConsoleClient
+) -> None:
+    page = alice.submit("/enrollment/tokens", {"group": "sales", "lifetime_hours": "1"})
+    assert page.status_code == 200
+    fingerprint = service.current_fingerprint(fleet.server.engine())
+    assert f"--operators SHA256:{fingerprint}</pre>" in page.text
