@@ -134,6 +134,11 @@ def pages(probe: Probe, devices: int) -> list[Page]:
         Page("alerts", "/alerts"),
         Page("alerts of one device", q("/alerts", device=probe.hostname, status="all")),
         Page("alerts (operator, 1 group)", "/alerts", OPERATOR),
+        Page("vulnerabilities", "/vulnerabilities"),
+        Page("vulnerabilities known exploited", q("/vulnerabilities", kev="1")),
+        Page("vulnerabilities (operator, 1 group)", "/vulnerabilities", OPERATOR),
+        Page("vulnerability compliance 30d", "/vulnerabilities/compliance"),
+        Page("device vulnerabilities", q(device, tab="vulnerabilities")),
     ]
 
 
