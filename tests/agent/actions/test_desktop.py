@@ -18,6 +18,7 @@ from Xlib import X
 from sekimori.agent.actions.desktop import (
     MESSAGE_TITLE,
     keyboard_grabbed,
+    known_displays,
     lock_screen,
     logoff,
     show_message,
@@ -53,7 +54,7 @@ def test_message_is_shown_and_dismissed_with_enter(desktop: Desktop, tmp_path: P
     ).stdout
     assert message in prop
     desktop.focus(window)
-    desktop.xdotool("key", "--window", str(window), "Return")
+    desktop.xdotool("key", "Return")
 
     def gone() -> bool:
         listed = subprocess.run(
@@ -153,3 +154,14 @@ def test_logoff_refuses_root(tmp_path: Path) -> None:
     ctx = context(LogoffParams(user="root"), tmp_path)
     outcome = asyncio.run(logoff(ctx.body.params, ctx))
     assert (outcome.status, outcome.reason) == ("failed", "refusing to log off root")
+
+
+def test_known_displays_finds_the_running_x_sessions(
+    desktop: Desktop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert [t.display for t in known_displays(desktop.display)] == [desktop.display]
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    # No setting, no $DISPLAY: every X session found through processes' environments
+    # (openbox and the test's clients run with this desktop's DISPLAY).
+    assert desktop.display in [t.display for t in known_displays()]

@@ -40,7 +40,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 from Xlib import X, Xatom
-from Xlib.error import XError
+from Xlib.error import ConnectionClosedError, XError
 
 from sekimori.agent.actions.base import ActionContext, Outcome
 from sekimori.agent.indicator import _font, _pixmap, _set_names
@@ -87,15 +87,15 @@ _XK_ESCAPE = 0xFF1B
 
 def known_displays(display: str = "", xauthority: str = "") -> list[DisplayTarget]:
     """The X displays to act on (see the module docstring); empty when there is none."""
+    if display or os.environ.get("DISPLAY"):
+        try:
+            return [find_display(display=display, xauthority=xauthority, env=os.environ)]
+        except (NoDisplay, WaylandSession, RemoteDisplay):
+            return []
     try:
-        return [find_display(display=display, xauthority=xauthority, env=os.environ)]
-    except (NoDisplay, WaylandSession, RemoteDisplay):
-        pass
-    if display:
-        return []
-    with contextlib.suppress(OSError):
         return session_displays()[0]
-    return []
+    except OSError:
+        return []
 
 
 def _displays(ctx: ActionContext) -> list[DisplayTarget]:
@@ -193,13 +193,13 @@ def _wait_dismissed(conn: Any, window: Any, delete: int, button: tuple[int, ...]
                     return "closed"
             time.sleep(0.05)
         return "timed out"
-    except (XError, OSError) as exc:
+    except (XError, ConnectionClosedError, OSError) as exc:
         return f"display gone ({exc})"
     finally:
-        with contextlib.suppress(XError, OSError):
+        with contextlib.suppress(XError, ConnectionClosedError, OSError):
             window.destroy()
             conn.sync()
-        with contextlib.suppress(XError, OSError):
+        with contextlib.suppress(XError, ConnectionClosedError, OSError):
             conn.close()
 
 
@@ -437,9 +437,15 @@ def _terminate_user(uid: int, grace: float) -> tuple[int, int]:
     fds = _signal_all(uid, signal.SIGTERM)
     total = len(fds)
     _wait_exits(fds, grace)
-    fds = _signal_all(uid, signal.SIGKILL)
-    killed = len(fds)
-    _wait_exits(fds, 2.0)
+    # Rounds: a process may fork while the list is being killed (its child is then
+    # found by the next round).
+    killed = 0
+    for _round in range(10):
+        fds = _signal_all(uid, signal.SIGKILL)
+        if not fds:
+            break
+        killed += len(fds)
+        _wait_exits(fds, 2.0)
     return total, killed
 
 
