@@ -215,6 +215,15 @@ def test_granted_input_types_into_the_window_and_clicks_where_pointed(
         await asyncio.to_thread(desk.focus, window)
         pc.type(keys("hello World!\n"))
         await until(lambda: typed.exists() and typed.read_text() == "hello World!\n", "the text")
+        # A capital or "!" sent alone (no Shift from the viewer) still comes out right.
+        pc.type(
+            [
+                KeyInput(keysym=name, down=down)
+                for name in ("A", "exclam", "Return")
+                for down in (True, False)
+            ]
+        )
+        await until(lambda: typed.read_text() == "hello World!\nA!\n", "the shifted text")
         # Another command's nonce, another session: dropped.
         before = pc.live.dropped_input
         pc.type(keys("no\n"), nonce=OTHER_NONCE)
@@ -255,7 +264,7 @@ def test_granted_input_types_into_the_window_and_clicks_where_pointed(
     assert outcome.reason.startswith("control granted until 20") and outcome.reason.endswith(" UTC")
     assert "to alice" in outcome.output
     assert clicks.read_text().splitlines()[1:] == ["button 1 600 502", "button 3 20 520"]
-    assert typed.read_text() == "hello World!\n"  # nothing typed after
+    assert typed.read_text() == "hello World!\nA!\n"  # nothing typed after
     assert pc.controls() == [
         ("aa", "granted", ""),
         ("aa", "ended", "the live-view session ended"),

@@ -54,12 +54,19 @@ class Injector:
         self._buttons: set[int] = set()
         self.skipped = 0
 
-    def keycode(self, keysym_name: str) -> int:
-        """The keycode of a keysym name on this display's keyboard map (0: none)."""
+    def keycode(self, keysym_name: str) -> tuple[int, int]:
+        """The keycode of a keysym name on this display's keyboard map and its shift
+        level (0 plain, 1 with Shift ...); (0, 0) when the map does not have it."""
         keysym = XK.string_to_keysym(keysym_name)
         if keysym == X.NoSymbol:
-            return 0
-        return int(self._display.keysym_to_keycode(keysym))
+            return 0, 0
+        for code, level in self._display.keysym_to_keycodes(keysym):
+            return int(code), int(level)
+        return 0, 0
+
+    def _shift_held(self) -> bool:
+        shifts = {self.keycode("Shift_L")[0], self.keycode("Shift_R")[0]} - {0}
+        return bool(shifts & self._keys)
 
     def apply(self, events: list[tuple[InputEvent, ScreenPoint | None]]) -> int:
         """Inject ``events`` in order (a pointer move comes with its screen point,
@@ -76,11 +83,22 @@ class Injector:
     def _one(self, event: InputEvent, point: ScreenPoint | None) -> bool:
         display = self._display
         if isinstance(event, KeyInput):
-            code = self.keycode(event.keysym)
+            code, level = self.keycode(event.keysym)
             if not code or (not event.down and code not in self._keys):
                 return False
-            xtest.fake_input(display, X.KeyPress if event.down else X.KeyRelease, code)
-            (self._keys.add if event.down else self._keys.discard)(code)
+            if not event.down:
+                xtest.fake_input(display, X.KeyRelease, code)
+                self._keys.discard(code)
+                return True
+            # "A" or "!" without the viewer's Shift (a browser may send the character
+            # alone): hold Shift around the press, as the person would.
+            shift = self.keycode("Shift_L")[0] if level == 1 and not self._shift_held() else 0
+            if shift:
+                xtest.fake_input(display, X.KeyPress, shift)
+            xtest.fake_input(display, X.KeyPress, code)
+            if shift:
+                xtest.fake_input(display, X.KeyRelease, shift)
+            self._keys.add(code)
             return True
         if isinstance(event, ButtonInput):
             if not event.down and event.button not in self._buttons:

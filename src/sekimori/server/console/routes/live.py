@@ -230,6 +230,9 @@ class _Control:
     async def current(self) -> ControlGrant | None:
         """The grant in force for this user and PC, or None (and the page is told)."""
         stale = time.monotonic() - self._checked >= CONTROL_RECHECK_SECONDS
+        # The PC said it granted control before its result reached the store: look
+        # again at each input until the store has it.
+        stale = stale or (self._grant is None and self._told == "granted")
         if stale or (self._grant is not None and self._grant.until_us <= now_us()):
             self._checked = time.monotonic()
             self._grant = await run_in_threadpool(
