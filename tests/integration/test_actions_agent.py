@@ -112,18 +112,6 @@ def _result(server: ServerProcess, nonce: str, device: str, timeout: float = 20)
     return row
 
 
-def test_enrollment_refuses_a_keyring_with_another_fingerprint(
-    server: ServerProcess, tmp_path: Path
-) -> None:
-    service.init_keyring(server.engine(), [Operator("alice").key], 1, 10, "root")
-    state = tmp_path / "pc"
-    wrong = "SHA256:" + "ab" * 32
-    with pytest.raises(EnrollmentError, match="refusing to enroll"):
-        enroll(state, server.url, server.token(), server.fingerprint, operators=wrong)
-    assert not (state / "identity.json").exists()
-    assert not (state / OPERATORS_FILE).exists()
-
-
 def test_the_agent_refuses_what_operators_did_not_sign_and_runs_what_they_did(
     server: ServerProcess, tmp_path: Path
 ) -> None:
@@ -131,6 +119,14 @@ def test_the_agent_refuses_what_operators_did_not_sign_and_runs_what_they_did(
     alice, bob = Operator("alice"), Operator("bob")
     fingerprint = service.init_keyring(engine, [alice.key, bob.key], 1, 10, "root")
     state = tmp_path / "pc"
+    # A keyring with another fingerprint (another deployment, or keys the server
+    # substituted): nothing is enrolled, as for a CA fingerprint mismatch.
+    with pytest.raises(EnrollmentError, match="refusing to enroll"):
+        enroll(
+            state, server.url, server.token(), server.fingerprint, operators="SHA256:" + "ab" * 32
+        )
+    assert not (state / "identity.json").exists()
+    assert not (state / OPERATORS_FILE).exists()
     identity = enroll(
         state, server.url, server.token(), server.fingerprint, operators=f"SHA256:{fingerprint}"
     )
