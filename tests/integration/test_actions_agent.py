@@ -7,8 +7,9 @@ one replayed by the server (also after the agent restarted), one signed by an
 operator key removed by a later keyring version — and runs what operators signed: a
 real ``sleep`` dies, a restart is scheduled through the configured command (the one
 mocked edge: a script that records its arguments instead of rebooting this machine).
-Every refusal also reaches the server as an ``agent.action`` event, and the PC's own
-log verifies.
+Every refusal also reaches the server as an ``agent.action`` event; a result whose
+connection died under the action is kept by the agent and sent once the server is
+back; and the PC's own log verifies.
 """
 
 from __future__ import annotations
@@ -136,7 +137,10 @@ def test_the_agent_refuses_what_operators_did_not_sign_and_runs_what_they_did(
 
     record = tmp_path / "shutdown-args"
     recorder = tmp_path / "record-shutdown"
-    recorder.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {record}\n')
+    # A "slow" restart takes a few seconds: long enough to cut the connection under it.
+    recorder.write_text(
+        f'#!/bin/sh\nprintf "%s\\n" "$@" > {record}\ncase "$3" in slow) sleep 3;; esac\n'
+    )
     recorder.chmod(0o755)
     agent = AgentProcess(state)
     agent.env["SEKIMORI_AGENT__ACTIONS_SHUTDOWN_COMMAND"] = json.dumps([str(recorder)])
@@ -202,6 +206,16 @@ def test_the_agent_refuses_what_operators_did_not_sign_and_runs_what_they_did(
             )
 
         wait_for(lambda: refusals() >= 4, 15, "agent.action refusals stored")
+
+        # The server goes away while an action runs: the result is kept by the agent
+        # and sent once it is back.
+        slow = _signed(server, RestartParams(delay_seconds=0, message="slow"), device, alice)
+        wait_for(lambda: record.read_text().endswith("slow\n"), 20, "the slow restart to start")
+        server.kill()
+        wait_for(lambda: "kept for the next connection" in agent.log(), 15, "the result to be kept")
+        server.start(pinned_ports=True)
+        row = _result(server, slow, device, timeout=30)
+        assert row.state == "done", row.reason
     finally:
         if victim.poll() is None:
             victim.kill()
