@@ -286,3 +286,15 @@ def test_trust_operators_pins_a_keyring_file(tmp_path: Path) -> None:
     assert "version 1 pinned (2 keys: alice, bob" in good.stdout
     pinned = load_keyring(state)
     assert pinned is not None and pinned.fingerprint == keyring_fingerprint(body)
+
+
+def test_enroll_flags_are_checked_before_anything_is_written(tmp_path: Path) -> None:
+    base = ["enroll", "--server", "wss://127.0.0.1:9", "--token", "t", "--ca-fingerprint"]
+    bad_action = _cli(tmp_path, *base, "ab" * 32, "--allow-actions", "message,format_disk")
+    assert bad_action.returncode != 0
+    assert "unknown action 'format_disk'" in bad_action.stderr
+    bad_glob = _cli(tmp_path, *base, "ab" * 32, "--collect-paths", "/srv/*", "relative")
+    assert bad_glob.returncode != 0 and "collect_paths" in bad_glob.stderr
+    bad_pin = _cli(tmp_path, *base, "ab" * 32, "--operators", "SHA256:xyz")
+    assert bad_pin.returncode != 0 and "operators fingerprint" in bad_pin.stderr
+    assert list(tmp_path.iterdir()) == []
