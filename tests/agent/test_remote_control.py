@@ -34,7 +34,13 @@ from sekimori.agent.live import LiveView
 from sekimori.agent.platform.linux.x11 import _open_display
 from sekimori.clock import now_us
 from sekimori.protocol.actions import CommandBody, RemoteControlParams
-from sekimori.protocol.live_input import ButtonInput, InputEvent, KeyInput, PointerMove
+from sekimori.protocol.live_input import (
+    ButtonInput,
+    InputEvent,
+    KeyInput,
+    PointerMove,
+    WheelInput,
+)
 from sekimori.protocol.messages import LiveControl, LiveFrame, LiveInput, LiveStart, Message
 from sekimori.protocol.policy import LiveViewPolicy
 from tests.desktop import Desktop, desktop_available, running_desktop
@@ -252,9 +258,11 @@ def test_granted_input_types_into_the_window_and_clicks_where_pointed(
                 PointerMove(monitor=1, x=10, y=260),
                 ButtonInput(button=3, down=True),
                 ButtonInput(button=3, down=False),
+                WheelInput(dy=2),
+                WheelInput(dx=-1),
             ]
         )
-        await until(lambda: clicks.read_text().count("button") == 2, "two clicks")
+        await until(lambda: clicks.read_text().count("button") == 5, "clicks and wheel")
         await pc.live.stop_all("test over")
         await pc.live.settle()
         return outcome
@@ -263,7 +271,13 @@ def test_granted_input_types_into_the_window_and_clicks_where_pointed(
     assert outcome.status == "done"
     assert outcome.reason.startswith("control granted until 20") and outcome.reason.endswith(" UTC")
     assert "to alice" in outcome.output
-    assert clicks.read_text().splitlines()[1:] == ["button 1 600 502", "button 3 20 520"]
+    assert clicks.read_text().splitlines()[1:] == [
+        "button 1 600 502",
+        "button 3 20 520",
+        "button 5 20 520",  # wheel down, two steps
+        "button 5 20 520",
+        "button 6 20 520",  # wheel left
+    ]
     assert typed.read_text() == "hello World!\nA!\n"  # nothing typed after
     assert pc.controls() == [
         ("aa", "granted", ""),

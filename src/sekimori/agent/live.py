@@ -204,6 +204,7 @@ class LiveView:
         if session.task is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await session.task
+        await self.settle()  # a grant bound to it has released its keys
 
     async def _run(self, session: _Session, send: Send) -> None:
         start = session.start
