@@ -487,6 +487,10 @@ def build_parser() -> argparse.ArgumentParser:
     from sekimori.cli import action_cmds  # builds parsers only; handlers import lazily
 
     action_cmds.register(sub, add)
+    from sekimori.cli import vuln_cmds  # builds parsers only; handlers import lazily
+
+    vuln_cmds.register(sub, add)
+    vuln_cmds.register_bench(bench_sub, add)
     return parser
 
 

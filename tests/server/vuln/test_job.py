@@ -131,3 +131,46 @@ def test_a_second_replica_waits_for_the_lease(engine: sa.Engine) -> None:
     held = acquire_lease(engine, "vuln_match", "replica-a", now_us=now_us(), lease_us=60_000_000)
     assert held is not None
     assert VulnJob(engine, owner="replica-b").run_once() is None
+
+
+def _binutils_record(fixed: str | None, *, withdrawn: bool = False) -> bytes:
+    import json
+
+    record = json.loads(osv_record("DEBIAN-CVE-2005-4808"))
+    record["affected"][0]["ranges"][0]["events"] = [{"introduced": "0"}] + (
+        [{"fixed": fixed}] if fixed else []
+    )
+    if withdrawn:
+        record["withdrawn"] = "2026-11-01T00:00:00Z"
+    return json.dumps(record).encode()
+
+
+def test_feed_updates_apply_as_a_difference(engine: sa.Engine) -> None:
+    import_feed(engine, osv_zip(), source="all.zip", imported_by="t", now_us=now_us())
+    device = add_device(engine, "pc")
+    store_inventory(engine, device, read_dpkg_status())
+    job = VulnJob(engine, owner="a")
+    assert job.run_once() is not None
+    assert "DEBIAN-CVE-2005-4808" not in _findings(engine, device)
+
+    def rerun(data: bytes) -> None:
+        import_feed(engine, data, source="update", imported_by="t", now_us=now_us())
+        result = job.run_once()
+        assert result is not None and result.full
+
+    rerun(_binutils_record("2.41-1"))  # the fix moves past the installed 2.40-2
+    assert _findings(engine, device)["DEBIAN-CVE-2005-4808"] == ("2.41-1", True)
+    with engine.connect() as conn:
+        first_id = conn.execute(
+            sa.select(vuln_findings.c.id).where(vuln_findings.c.vuln_id == "DEBIAN-CVE-2005-4808")
+        ).scalar_one()
+    rerun(_binutils_record("2.42-1"))  # the same finding, its fixed version updated
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(vuln_findings.c.id, vuln_findings.c.fixed_version).where(
+                vuln_findings.c.vuln_id == "DEBIAN-CVE-2005-4808"
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [(first_id, "2.42-1")]
+    rerun(_binutils_record(None, withdrawn=True))  # withdrawn: resolved
+    assert _findings(engine, device)["DEBIAN-CVE-2005-4808"] == ("2.42-1", False)

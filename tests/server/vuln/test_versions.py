@@ -76,6 +76,11 @@ def test_debian_order_is_dpkgs(a: str, b: str) -> None:
         ("1.2.13.dfsg-1", "1:1.2.13.dfsg-1"),
         ("7.81.0-1ubuntu1.28", "7.81.0-1ubuntu1.29"),
         ("1.0a", "1.0+"),
+        ("0", "0~"),  # the end of a part against a continuation with a tilde
+        ("0", "0.1"),
+        ("1a", "1a0"),
+        ("1.0-0~", "1.0"),
+        ("2:0", "1:9"),
     ],
 )
 def test_debian_known_pairs(a: str, b: str) -> None:

@@ -608,7 +608,17 @@ vuln_findings = sa.Table(
     sa.Column("fix_available_us", sa.BigInteger, nullable=True),
     sa.Column("resolved_us", sa.BigInteger, nullable=True),
     sa.Index("ix_vuln_findings_device", "device_id", "resolved_us"),
-    sa.Index("ix_vuln_findings_vuln", "vuln_id", "resolved_us"),
+    # Exposure per vulnerability, and the full re-match's targeted updates.
+    sa.Index(
+        "ix_vuln_findings_vuln",
+        "vuln_id",
+        "resolved_us",
+        "ecosystem",
+        "package",
+        "installed_version",
+    ),
+    # "Is this finding open already?" while opening findings.
+    sa.Index("ix_vuln_findings_key", "device_id", "vuln_id", "ecosystem", "package"),
 )
 
 # Accepted risk: hides matching findings of a device or of a group's devices until

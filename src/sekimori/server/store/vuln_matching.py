@@ -358,115 +358,193 @@ def sync_device_findings(
     return len(new), len(gone)
 
 
+_HIT_KEY = ("ecosystem", "package", "version", "vuln_id")
+HitKey = tuple[str, str, str, str]
+
+
+def _hit_key(row: dict[str, Any]) -> HitKey:
+    return (row["ecosystem"], row["package"], row["version"], row["vuln_id"])
+
+
 def rematch_all(
     conn: sa.Connection, hits: Iterable[dict[str, Any]], *, now_us: int
 ) -> tuple[int, int]:
-    """Every device against ``hits`` (rows for vuln_hits: the affected tuples among the
-    installed ones); returns (opened, resolved). Run in one transaction."""
-    conn.execute(sa.delete(vuln_hits))
-    batch: list[dict[str, Any]] = []
-    for row in hits:
-        batch.append(row)
-        if len(batch) >= 5000:
-            conn.execute(sa.insert(vuln_hits), batch)
-            batch = []
-    if batch:
-        conn.execute(sa.insert(vuln_hits), batch)
-    dp, h, f = device_packages, vuln_hits, vuln_findings
-    joined = dp.join(
-        h,
-        sa.and_(
-            h.c.ecosystem == dp.c.match_ecosystem,
-            h.c.package == dp.c.match_package,
-            h.c.version == dp.c.match_version,
-        ),
-    )
-    still_found = (
-        sa.select(sa.literal(1))
-        .select_from(joined)
-        .where(
-            dp.c.device_id == f.c.device_id,
-            h.c.vuln_id == f.c.vuln_id,
-            h.c.ecosystem == f.c.ecosystem,
-            h.c.package == f.c.package,
+    """Bring every device's findings in line with ``hits`` (rows for vuln_hits: the
+    affected tuples among the installed ones); returns (opened, resolved). Run in one
+    transaction, after every device's own changes were synced.
+
+    ``vuln_hits`` keeps the previous run's tuples, so only the difference is applied:
+    a tuple no longer affected resolves its open findings, a tuple whose fix moved
+    updates them, a new tuple opens findings on the devices that have that version —
+    each through an index, never a scan of all findings. With no open finding at all
+    (the first run) the findings are written by one INSERT … SELECT join.
+    """
+    h, f, dp = vuln_hits, vuln_findings, device_packages
+    new = {_hit_key(row): row for row in hits}
+    old: dict[HitKey, dict[str, Any]] = {
+        (r.ecosystem, r.package, r.version, r.vuln_id): dict(r._mapping)
+        for r in conn.execute(sa.select(h)).all()
+    }
+    removed = [k for k in old if k not in new]
+    added = [k for k in new if k not in old]
+    changed = [
+        k
+        for k, row in new.items()
+        if k in old and (old[k]["fixed"], old[k]["fixed_us"]) != (row["fixed"], row["fixed_us"])
+    ]
+    keyed: dict[str, sa.BindParameter[Any]] = {name: sa.bindparam(f"k_{name}") for name in _HIT_KEY}
+
+    def params(
+        keys: list[HitKey], extra: dict[HitKey, dict[str, Any]] | None = None
+    ) -> list[dict[str, Any]]:
+        out = []
+        for key in keys:
+            item: dict[str, Any] = {
+                f"k_{name}": value for name, value in zip(_HIT_KEY, key, strict=True)
+            }
+            if extra is not None:
+                item.update(extra.get(key, {}))
+            out.append(item)
+        return out
+
+    if removed:
+        conn.execute(
+            sa.delete(h).where(*(h.c[name] == keyed[name] for name in _HIT_KEY)), params(removed)
         )
-        .exists()
+    if changed:
+        conn.execute(
+            sa.update(h)
+            .where(*(h.c[name] == keyed[name] for name in _HIT_KEY))
+            .values(fixed=sa.bindparam("n_fixed"), fixed_us=sa.bindparam("n_fixed_us")),
+            params(
+                changed,
+                {
+                    k: {"n_fixed": new[k]["fixed"], "n_fixed_us": new[k]["fixed_us"]}
+                    for k in changed
+                },
+            ),
+        )
+    for start in range(0, len(added), 5000):
+        conn.execute(sa.insert(h), [new[k] for k in added[start : start + 5000]])
+
+    finding_of_key = (
+        f.c.resolved_us.is_(None),
+        f.c.vuln_id == keyed["vuln_id"],
+        f.c.ecosystem == keyed["ecosystem"],
+        f.c.package == keyed["package"],
+        f.c.installed_version == keyed["version"],
     )
-    resolved = conn.execute(
-        sa.update(f).where(f.c.resolved_us.is_(None), ~still_found).values(resolved_us=now_us)
-    ).rowcount
-    open_finding = (
+    resolved = 0
+    if removed:
+        resolved = conn.execute(
+            sa.update(f).where(*finding_of_key).values(resolved_us=now_us), params(removed)
+        ).rowcount
+    if changed:
+        conn.execute(
+            sa.update(f)
+            .where(*finding_of_key)
+            .values(
+                fixed_version=sa.bindparam("n_fixed"), fix_available_us=sa.bindparam("n_fixed_us")
+            ),
+            params(
+                changed,
+                {
+                    k: {"n_fixed": new[k]["fixed"], "n_fixed_us": new[k]["fixed_us"]}
+                    for k in changed
+                },
+            ),
+        )
+    if not added:
+        return 0, int(resolved)
+    columns = [
+        "device_id",
+        "vuln_id",
+        "ecosystem",
+        "package",
+        "installed_version",
+        "fixed_version",
+        "feed",
+        "confidence",
+        "first_seen_us",
+        "fix_available_us",
+    ]
+    any_open = conn.execute(sa.select(f.c.id).where(f.c.resolved_us.is_(None)).limit(1)).first()
+    if any_open is None and not old:
+        # First run: every finding is new; one join writes them all.
+        joined = dp.join(
+            h,
+            sa.and_(
+                h.c.ecosystem == dp.c.match_ecosystem,
+                h.c.package == dp.c.match_package,
+                h.c.version == dp.c.match_version,
+            ),
+        )
+        rows = (
+            sa.select(
+                dp.c.device_id,
+                h.c.vuln_id,
+                h.c.ecosystem,
+                h.c.package,
+                sa.func.min(dp.c.match_version),
+                sa.func.min(h.c.fixed),
+                sa.func.min(h.c.feed),
+                sa.func.min(h.c.confidence),
+                sa.literal(now_us, sa.BigInteger),
+                sa.func.min(h.c.fixed_us),
+            )
+            .select_from(joined)
+            .group_by(dp.c.device_id, h.c.vuln_id, h.c.ecosystem, h.c.package)
+        )
+        opened = conn.execute(sa.insert(f).from_select(columns, rows)).rowcount
+        return int(opened), int(resolved)
+    # Later runs: per new tuple, the devices with that version and no open finding.
+    already = (
         sa.select(sa.literal(1))
         .select_from(f)
         .where(
-            f.c.resolved_us.is_(None),
             f.c.device_id == dp.c.device_id,
-            f.c.vuln_id == h.c.vuln_id,
-            f.c.ecosystem == h.c.ecosystem,
-            f.c.package == h.c.package,
+            f.c.vuln_id == keyed["vuln_id"],
+            f.c.ecosystem == keyed["ecosystem"],
+            f.c.package == keyed["package"],
+            f.c.resolved_us.is_(None),
         )
         .exists()
     )
-    new_rows = (
+    per_key = (
         sa.select(
             dp.c.device_id,
-            h.c.vuln_id,
-            h.c.ecosystem,
-            h.c.package,
-            sa.func.min(dp.c.match_version),
-            sa.func.min(h.c.fixed),
-            sa.func.min(h.c.feed),
-            sa.func.min(h.c.confidence),
+            keyed["vuln_id"],
+            keyed["ecosystem"],
+            keyed["package"],
+            keyed["version"],
+            sa.bindparam("n_fixed"),
+            sa.bindparam("n_feed"),
+            sa.bindparam("n_confidence"),
             sa.literal(now_us, sa.BigInteger),
-            sa.func.min(h.c.fixed_us),
+            sa.bindparam("n_fixed_us"),
         )
-        .select_from(joined)
-        .where(~open_finding)
-        .group_by(dp.c.device_id, h.c.vuln_id, h.c.ecosystem, h.c.package)
-    )
-    opened = conn.execute(
-        sa.insert(f).from_select(
-            [
-                "device_id",
-                "vuln_id",
-                "ecosystem",
-                "package",
-                "installed_version",
-                "fixed_version",
-                "feed",
-                "confidence",
-                "first_seen_us",
-                "fix_available_us",
-            ],
-            new_rows,
-        )
-    ).rowcount
-
-    # A feed update can move a fix (a new DSA for the same CVE): refresh the fixed
-    # version of findings that stay open. Installed versions are current already —
-    # the job applies pending inventory before a full re-match.
-    def _hit(column: sa.ColumnElement[Any]) -> sa.ScalarSelect[Any]:
-        return (
-            sa.select(sa.func.min(column))
-            .where(
-                h.c.ecosystem == f.c.ecosystem,
-                h.c.package == f.c.package,
-                h.c.version == f.c.installed_version,
-                h.c.vuln_id == f.c.vuln_id,
-            )
-            .scalar_subquery()
-        )
-
-    conn.execute(
-        sa.update(f)
         .where(
-            f.c.resolved_us.is_(None),
-            f.c.first_seen_us < now_us,
-            sa.or_(
-                f.c.fixed_version.is_distinct_from(_hit(h.c.fixed)),
-                f.c.fix_available_us.is_distinct_from(_hit(h.c.fixed_us)),
-            ),
+            dp.c.match_ecosystem == keyed["ecosystem"],
+            dp.c.match_package == keyed["package"],
+            dp.c.match_version == keyed["version"],
+            ~already,
         )
-        .values(fixed_version=_hit(h.c.fixed), fix_available_us=_hit(h.c.fixed_us))
+        .distinct()
     )
+    extra = {
+        k: {
+            "n_fixed": new[k]["fixed"],
+            "n_fixed_us": new[k]["fixed_us"],
+            "n_feed": new[k]["feed"],
+            "n_confidence": new[k]["confidence"],
+        }
+        for k in added
+    }
+    opened = 0
+    for start in range(0, len(added), 2000):
+        chunk = added[start : start + 2000]
+        for item in params(chunk, extra):
+            # One statement per tuple: executemany cannot report rows per statement
+            # on every driver, and the count is what the job logs.
+            opened += conn.execute(sa.insert(f).from_select(columns, per_key), item).rowcount
     return int(opened), int(resolved)

@@ -188,9 +188,9 @@ class VulnJob:
         with self.engine.connect() as conn:
             revision = feed_revision(conn)
         full = revision != state.get("revision")
-        # Before a full re-match every device's packages must be current; after one,
-        # a device's own changes are re-matched with it.
-        changed = self.evaluator.apply_pending(now_us=now, rematch=not full)
+        # A device's own changes are re-matched with it (against the newest feed), so
+        # a full re-match after a feed import only applies what the feed changed.
+        changed = self.evaluator.apply_pending(now_us=now, rematch=True)
         opened = resolved = 0
         if full:
             opened, resolved = self.evaluator.rematch_all(now_us=now)

@@ -51,36 +51,50 @@ class _Range:
         )
 
 
+Row = tuple[str, str, str, str, bool, str | None, bool, str | None, int | None, str]
+
+
 class Matcher:
+    """Ranges by (ecosystem, package). A package's ranges get their version keys the
+    first time one of its versions is looked up: most of a feed (other releases,
+    packages no PC has) is never compared at all."""
+
     def __init__(self, revision: int = 0) -> None:
         self.revision = revision
+        self._raw: dict[tuple[str, str], list[Row]] = {}
         self._ranges: dict[tuple[str, str], list[_Range]] = {}
         self._memo: dict[tuple[str, str, str], tuple[Hit, ...]] = {}
-        self._keys: dict[str, Callable[[str], Any]] = {}
+        self._keys: dict[str, Callable[[str], Any] | None] = {}
 
     def _key(self, ecosystem: str) -> Callable[[str], Any] | None:
-        fn = self._keys.get(ecosystem)
-        if fn is None:
+        if ecosystem not in self._keys:
             try:
-                fn = key_for(ecosystem)
+                self._keys[ecosystem] = key_for(ecosystem)
             except KeyError:
-                return None
-            self._keys[ecosystem] = fn
-        return fn
+                self._keys[ecosystem] = None
+        return self._keys[ecosystem]
 
-    def add(
-        self,
-        rows: Iterable[
-            tuple[str, str, str, str, bool, str | None, bool, str | None, int | None, str]
-        ],
-    ) -> int:
+    def add(self, rows: Iterable[Row]) -> int:
         """Add (vuln_id, ecosystem, package, lower, lower_inclusive, upper,
-        upper_inclusive, fixed, fixed_us, feed) rows; returns how many were usable."""
+        upper_inclusive, fixed, fixed_us, feed) rows; returns how many."""
         added = 0
+        for row in rows:
+            self._raw.setdefault((row[1], row[2]), []).append(row)
+            self._ranges.pop((row[1], row[2]), None)
+            added += 1
+        self._memo.clear()
+        return added
+
+    def _package_ranges(self, ecosystem: str, package: str) -> list[_Range]:
+        built = self._ranges.get((ecosystem, package))
+        if built is not None:
+            return built
+        key = self._key(ecosystem)
+        built = []
         for (
             vuln_id,
-            eco,
-            package,
+            _eco,
+            _pkg,
             lower,
             lower_inc,
             upper,
@@ -88,21 +102,17 @@ class Matcher:
             fixed,
             fixed_us,
             feed,
-        ) in rows:
-            key = self._key(eco)
+        ) in self._raw.get((ecosystem, package), ()):
             if key is None:
-                continue
+                break
             try:
                 lo = key(lower) if lower else None
                 hi = key(upper) if upper is not None else None
             except ValueError:
                 continue  # the parser checked these; a hand-edited row is skipped
-            self._ranges.setdefault((eco, package), []).append(
-                _Range(vuln_id, lo, lower_inc, hi, upper_inc, fixed, fixed_us, feed)
-            )
-            added += 1
-        self._memo.clear()
-        return added
+            built.append(_Range(vuln_id, lo, lower_inc, hi, upper_inc, fixed, fixed_us, feed))
+        self._ranges[(ecosystem, package)] = built
+        return built
 
     @classmethod
     def load(cls, conn: sa.Connection, revision: int = 0) -> Matcher:
@@ -127,7 +137,7 @@ class Matcher:
 
     @property
     def packages(self) -> int:
-        return len(self._ranges)
+        return len(self._raw)
 
     def hits(self, ecosystem: str, package: str, version: str) -> tuple[Hit, ...]:
         """The vulnerabilities whose ranges contain ``version`` (one hit per
@@ -136,12 +146,12 @@ class Matcher:
         found = self._memo.get(memo_key)
         if found is not None:
             return found
-        ranges = self._ranges.get((ecosystem, package))
         result: tuple[Hit, ...] = ()
-        if ranges:
-            key_fn = self._key(ecosystem)
+        key_fn = self._key(ecosystem)
+        if key_fn is not None and (ecosystem, package) in self._raw:
+            ranges = self._package_ranges(ecosystem, package)
             try:
-                key = key_fn(version) if key_fn is not None else None
+                key = key_fn(version)
             except ValueError:
                 key = None
             if key is not None:

@@ -13,17 +13,24 @@ character, by code) and a digit run (numerically; absent = 0).
 
 from __future__ import annotations
 
+import functools
 import re
+from typing import Any
 
 __all__ = ["DebianVersionError", "debian_key"]
 
 _VALID = re.compile(r"^(?:(\d+):)?([A-Za-z0-9.+~:-]+?)(?:-([A-Za-z0-9.+~]+))?$")
-_PART = re.compile(r"(\D*)(\d*)")
 
 # One character's place in a non-digit run; the run ends with _END.
 _TILDE = 0
 _END = 1
-_SENTINEL = ((_END,), 0)
+# The end of a version part. It must act as ("", 0) pairs repeated forever: after a
+# longer string's pair that starts with "~" (which sorts before the end), before any
+# other pair. A 3-tuple does that against the 2-tuple pairs; it never meets the one
+# pair it would tie with, ("", 0), because that can only be a part's first pair and
+# every key has a real first pair.
+_FIRST = ((_END,), 0)
+_STOP = ((_END,), 0, 1)
 
 
 class DebianVersionError(ValueError):
@@ -38,21 +45,18 @@ def _char(c: str) -> int:
     return ord(c) + 256  # then everything else
 
 
-def _part_key(text: str) -> tuple[tuple[tuple[int, ...], int], ...]:
-    pairs: list[tuple[tuple[int, ...], int]] = []
-    pos = 0
-    while pos < len(text):
-        m = _PART.match(text, pos)
-        assert m is not None  # (\D*)(\d*) matches any position  # noqa: S101
-        letters, digits = m.group(1), m.group(2)
-        pairs.append(((*map(_char, letters), _END), int(digits) if digits else 0))
-        pos = m.end()
-    # An exhausted string compares as ("", 0) pairs forever: trailing pairs equal to
-    # that are dropped and one sentinel closes the key, which sorts after a pair
-    # starting with "~" and before any other.
-    while pairs and pairs[-1] == _SENTINEL:
-        pairs.pop()
-    pairs.append(_SENTINEL)
+_RUNS = re.compile(r"(\D*)(\d*)")
+
+
+def _part_key(text: str) -> tuple[tuple[Any, ...], ...]:
+    pairs: list[tuple[Any, ...]] = [
+        ((*map(_char, letters), _END), int(digits) if digits else 0)
+        for letters, digits in _RUNS.findall(text)
+        if letters or digits
+    ]
+    if not pairs:
+        pairs.append(_FIRST)  # "" compares as "0"
+    pairs.append(_STOP)
     return tuple(pairs)
 
 
@@ -61,8 +65,10 @@ DebianKey = tuple[
 ]
 
 
+@functools.lru_cache(maxsize=262_144)
 def debian_key(version: str) -> DebianKey:
-    """The sort key of a Debian version; raises DebianVersionError when malformed."""
+    """The sort key of a Debian version; raises DebianVersionError when malformed.
+    Memoized: a feed repeats the same fixed versions across many records."""
     m = _VALID.match(version.strip())
     if m is None or not m.group(2)[0].isdigit() or m.group(2).endswith("-"):
         raise DebianVersionError(f"not a Debian version: {version!r}")

@@ -124,7 +124,14 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("vuln_findings", schema=None) as batch_op:
         batch_op.create_index("ix_vuln_findings_device", ["device_id", "resolved_us"], unique=False)
-        batch_op.create_index("ix_vuln_findings_vuln", ["vuln_id", "resolved_us"], unique=False)
+        batch_op.create_index(
+            "ix_vuln_findings_vuln",
+            ["vuln_id", "resolved_us", "ecosystem", "package", "installed_version"],
+            unique=False,
+        )
+        batch_op.create_index(
+            "ix_vuln_findings_key", ["device_id", "vuln_id", "ecosystem", "package"], unique=False
+        )
 
     op.create_table(
         "vuln_hits",
@@ -191,6 +198,7 @@ def downgrade() -> None:
     op.drop_table("vulnerabilities")
     op.drop_table("vuln_hits")
     with op.batch_alter_table("vuln_findings", schema=None) as batch_op:
+        batch_op.drop_index("ix_vuln_findings_key")
         batch_op.drop_index("ix_vuln_findings_vuln")
         batch_op.drop_index("ix_vuln_findings_device")
 
