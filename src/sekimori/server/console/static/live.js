@@ -178,7 +178,7 @@
         if (message.control) {
           showControl(message.control, message.reason);
           if (message.control === "ready" || message.control === "granted") setControlling(true);
-          if (message.control === "ended") setControlling(false);
+          if (message.control === "ended" || message.control === "none") setControlling(false);
           return;
         }
         show(message.state, message.reason);
