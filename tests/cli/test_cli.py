@@ -57,6 +57,7 @@ SUBCOMMANDS = [
     ("action", "list"),
     ("library", "add"),
     ("library", "list"),
+    ("bench", "actions"),
 ]
 
 

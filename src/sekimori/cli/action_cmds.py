@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
-__all__ = ["register"]
+__all__ = ["register", "register_bench"]
 
 Add = Callable[..., argparse.ArgumentParser]
 
@@ -402,7 +402,37 @@ def _library_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from sekimori.bench import actions
+
+    return actions.main(args)
+
+
 # ---- parser ------------------------------------------------------------------------
+
+
+def register_bench(
+    bench_sub: argparse._SubParsersAction[argparse.ArgumentParser], add: Add
+) -> None:
+    """``sekimori bench actions``."""
+    bench = add(
+        bench_sub,
+        "actions",
+        _bench,
+        "Signed remote actions with 1,000 connected agents: latency from the console "
+        "click to the agent's receipt and to the result stored (p50/p95/p99), beside a "
+        "WebSocket ping on the same connections.",
+    )
+    bench.add_argument("--agents", type=int, default=1000)
+    bench.add_argument("--clicks", type=int, default=200, help="single-device commands")
+    bench.add_argument("--fleet-rounds", type=int, default=5, help="commands to every agent")
+    bench.add_argument("--database-url", help="store (default: SQLite)")
+    bench.add_argument(
+        "--verify-first",
+        action="store_true",
+        help="agents verify each command before answering (default: answer at once and "
+        "verify after; one process verifying for 1,000 PCs delays the later ones)",
+    )
 
 
 def _key_options(parser: argparse.ArgumentParser, required: bool = True) -> None:

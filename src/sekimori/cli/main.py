@@ -487,6 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     from sekimori.cli import action_cmds  # builds parsers only; handlers import lazily
 
     action_cmds.register(sub, add)
+    action_cmds.register_bench(bench_sub, add)
     from sekimori.cli import vuln_cmds  # builds parsers only; handlers import lazily
 
     vuln_cmds.register(sub, add)

@@ -283,44 +283,46 @@ class ActionRouter:
                 except BlobError as exc:
                     item.problem = f"collected data not stored: {exc}"
             stored.append((item, digest))
-        now = now_us()
-        with self._engine.begin() as conn:
-            for item, digest in stored:
-                m = item.message
-                state = "failed" if item.problem and m.status == "done" else m.status
-                reason = "; ".join(
-                    r for r in (m.reason, item.problem and f"server: {item.problem}") if r
-                )
-                if not store.record_result(
-                    conn,
-                    m.nonce,
-                    item.device_id,
-                    state=state,
-                    reason=reason[:2000],
+        answers: list[store.Result] = []
+        for item, digest in stored:
+            m = item.message
+            server_note = f"server: {item.problem}" if item.problem else ""
+            answers.append(
+                store.Result(
+                    nonce=m.nonce,
+                    device_id=item.device_id,
+                    state="failed" if item.problem and m.status == "done" else m.status,
+                    reason="; ".join(r for r in (m.reason, server_note) if r)[:2000],
                     exit_code=m.exit_code,
                     output=m.output,
                     data_sha256=digest,
                     data_size=m.data_size if digest else None,
-                    now_us=now,
-                ):
-                    log.warning(
-                        "device %s: result for %s, which it was not sent (or twice)",
-                        item.device_id,
-                        m.nonce,
-                    )
-                    continue
+                )
+            )
+        with self._engine.begin() as conn:
+            recorded = store.record_results(conn, answers, now_us())
+            if len(recorded) < len(answers):
+                log.warning(
+                    "%d result(s) for commands their devices were not sent (or answered "
+                    "twice) ignored",
+                    len(answers) - len(recorded),
+                )
+            # One entry per command per batch (a fleet command's thousand answers
+            # arrive together), listing every device's result.
+            audited: dict[str, list[list[object]]] = {}
+            for r in recorded:
+                audited.setdefault(r.nonce, []).append(
+                    [r.device_id, r.state, r.exit_code, r.reason[:200], r.data_sha256]
+                )
+            for nonce, results in audited.items():
                 append_audit(
                     conn,
-                    actor=f"device:{item.device_id}",
+                    actor="system",
                     action="action.result",
-                    target=m.nonce,
+                    target=nonce,
                     detail={
-                        "device_id": item.device_id,
-                        "status": state,
-                        "reason": reason[:500],
-                        "exit_code": m.exit_code,
-                        "data_sha256": digest,
-                        "data_size": m.data_size if digest else None,
+                        "columns": ["device_id", "status", "exit_code", "reason", "data_sha256"],
+                        "results": results,
                     },
                 )
 
@@ -399,20 +401,22 @@ class ActionRouter:
     def _claim(self, devices: list[str]) -> list[tuple[str, str]]:
         now = now_us()
         with self._engine.begin() as conn:
-            ready = store.ready_targets(conn, devices, now)
-            claimed = [t for t in ready if store.claim_target(conn, t[0], t[1], now)]
             by_command: dict[str, list[str]] = {}
-            for nonce, device_id in claimed:
+            for nonce, device_id in store.ready_targets(conn, devices, now):
                 by_command.setdefault(nonce, []).append(device_id)
+            claimed: list[tuple[str, str]] = []
             for nonce, ids in by_command.items():
+                mine = store.claim_targets(conn, nonce, ids, now)
+                if not mine:
+                    continue
+                claimed += [(nonce, d) for d in mine]
                 append_audit(
                     conn,
                     actor="system",
                     action="action.dispatch",
                     target=nonce,
-                    detail={"device_count": len(ids), "devices": ids[:50]},
+                    detail={"device_count": len(mine), "devices": sorted(mine)[:50]},
                 )
-            for nonce in by_command:
                 if nonce not in self._prepared:
                     self._prepared[nonce] = self._prepare(conn, nonce)
         while len(self._prepared) > _CACHE_SIZE:

@@ -43,9 +43,11 @@ __all__ = [
     "KeyringRow",
     "LibraryRow",
     "ProposalRow",
+    "Result",
     "TargetRow",
     "cancel_command",
     "claim_target",
+    "claim_targets",
     "command_device_ids",
     "command_row",
     "command_rows",
@@ -68,6 +70,7 @@ __all__ = [
     "proposal_rows",
     "ready_targets",
     "record_result",
+    "record_results",
     "release_target",
     "set_credential_states",
     "target_rows",
@@ -558,6 +561,29 @@ def claim_target(conn: sa.Connection, nonce: str, device_id: str, now_us: int) -
     return result.rowcount == 1
 
 
+def claim_targets(
+    conn: sa.Connection, nonce: str, device_ids: Sequence[str], now_us: int
+) -> list[str]:
+    """pending → sent for many targets of one command at once; returns those this
+    caller claimed (UPDATE … RETURNING: a target another replica claimed first is not
+    among them)."""
+    claimed: list[str] = []
+    ids = sorted(set(device_ids))
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        claimed += conn.execute(
+            sa.update(action_targets)
+            .where(
+                action_targets.c.nonce == nonce,
+                action_targets.c.device_id.in_(chunk),
+                action_targets.c.state == "pending",
+            )
+            .values(state="sent", sent_at_us=now_us)
+            .returning(action_targets.c.device_id)
+        ).scalars()
+    return claimed
+
+
 def release_target(conn: sa.Connection, nonce: str, device_id: str) -> None:
     """sent → pending, when the frame could not be written at all."""
     conn.execute(
@@ -604,6 +630,81 @@ def record_result(
         )
     )
     return result.rowcount == 1
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One device's answer to a command (``record_results``)."""
+
+    nonce: str
+    device_id: str
+    state: str
+    reason: str
+    exit_code: int | None
+    output: str
+    data_sha256: str | None
+    data_size: int | None
+
+
+def record_results(conn: sa.Connection, results: Sequence[Result], now_us: int) -> list[Result]:
+    """``record_result`` for many answers in a few statements (a fleet command's
+    thousand answers arrive together). Returns those recorded: a target that was not
+    ``sent`` (never sent to that device, or answered already) is left alone."""
+    by_command: dict[str, list[Result]] = {}
+    for result in results:
+        by_command.setdefault(result.nonce, []).append(result)
+    recorded: list[Result] = []
+    for nonce, answers in by_command.items():
+        sent: set[str] = set()
+        ids = sorted({a.device_id for a in answers})
+        for start in range(0, len(ids), 500):
+            sent.update(
+                conn.execute(
+                    sa.select(action_targets.c.device_id).where(
+                        action_targets.c.nonce == nonce,
+                        action_targets.c.device_id.in_(ids[start : start + 500]),
+                        action_targets.c.state == "sent",
+                    )
+                ).scalars()
+            )
+        chosen: dict[str, Result] = {}
+        for answer in answers:
+            if answer.device_id in sent:
+                chosen.setdefault(answer.device_id, answer)  # a second answer: ignored
+        if not chosen:
+            continue
+        conn.execute(
+            sa.update(action_targets)
+            .where(
+                action_targets.c.nonce == sa.bindparam("b_nonce"),
+                action_targets.c.device_id == sa.bindparam("b_device"),
+                action_targets.c.state == "sent",
+            )
+            .values(
+                state=sa.bindparam("b_state"),
+                reason=sa.bindparam("b_reason"),
+                exit_code=sa.bindparam("b_exit"),
+                output=sa.bindparam("b_output"),
+                data_sha256=sa.bindparam("b_sha"),
+                data_size=sa.bindparam("b_size"),
+                finished_at_us=now_us,
+            ),
+            [
+                {
+                    "b_nonce": nonce,
+                    "b_device": r.device_id,
+                    "b_state": r.state,
+                    "b_reason": r.reason,
+                    "b_exit": r.exit_code,
+                    "b_output": r.output,
+                    "b_sha": r.data_sha256,
+                    "b_size": r.data_size,
+                }
+                for r in chosen.values()
+            ],
+        )
+        recorded += chosen.values()
+    return recorded
 
 
 def expire_commands(conn: sa.Connection, now_us: int) -> list[tuple[str, int]]:
