@@ -403,13 +403,19 @@ def test_a_grant_binds_to_the_users_session_input_comes_through_and_pause_ends_i
     assert typed.read_text() == "alice\n"
 
 
-def test_without_live_view_or_screen_the_handler_fails_cleanly() -> None:
-    async def scenario() -> tuple[Outcome, Outcome]:
+def test_without_live_view_its_policy_or_a_screen_the_handler_fails_cleanly() -> None:
+    async def scenario() -> tuple[Outcome, Outcome, Outcome]:
         none = await remote_control(RemoteControlParams(), context())
-        live = LiveView(LiveViewPolicy, display="otherhost:0")
+        off = LiveView(LiveViewPolicy, display=":999")  # the default policy: off
+        refused = await remote_control(RemoteControlParams(), context(live=off))
+        live = LiveView(lambda: LiveViewPolicy(mode="allowed"), display="otherhost:0")
         remote = await remote_control(RemoteControlParams(), context(live=live))
-        return none, remote
+        return none, refused, remote
 
-    none, remote = run(scenario)
+    none, refused, remote = run(scenario)
     assert (none.status, none.reason) == ("failed", "live view is not available on this agent")
+    assert (refused.status, refused.reason) == (
+        "failed",
+        "live view is not allowed by this PC's policy",
+    )
     assert remote.status == "failed" and remote.reason.startswith("no screen to control")

@@ -373,6 +373,11 @@ class LiveView:
         return target.display, target.xauthority or ""
 
     @property
+    def view_allowed(self) -> bool:
+        """Whether the policy in force allows live view at all (control rides on it)."""
+        return self._policy().mode != "off"
+
+    @property
     def consent_seconds(self) -> float:
         """How long the person is given to answer a consent dialog (the policy's)."""
         return float(self._policy().consent_timeout_seconds)

@@ -5,7 +5,8 @@ The executor has verified the command (operator signature — remote control is 
 low risk —, this device, expiry, nonce, and the local action policy, which has
 remote control off unless it was enabled at enrollment) before this runs. Here:
 
-1. the person at the PC is asked, in the live view's consent dialog in its
+1. live view must be allowed by the policy in force (control rides on it), then
+   the person at the PC is asked, in the live view's consent dialog in its
    "control" form (``indicator.CONTROL_CONSENT_TITLE``): Escape, "Deny", closing it
    or no answer within the live-view policy's consent timeout → ``failed``
    ("declined");
@@ -51,6 +52,8 @@ async def remote_control(params: ActionParams, ctx: ActionContext) -> Outcome:
     if not isinstance(live, LiveView):
         return Outcome("failed", "live view is not available on this agent")
     user = ctx.body.requested_by
+    if not live.view_allowed:
+        return Outcome("failed", "live view is not allowed by this PC's policy")
     if live.controller is not None:
         return Outcome("failed", f"remote control is already granted to {live.controller}")
     try:
