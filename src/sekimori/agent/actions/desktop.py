@@ -175,8 +175,18 @@ def _message_window(target: DisplayTarget, title: str, text: str) -> Callable[[]
 
 def _wait_dismissed(conn: Any, window: Any, delete: int, button: tuple[int, ...]) -> str:
     deadline = time.monotonic() + MESSAGE_SECONDS
+    # A window manager that was starting when the window was mapped may have dropped
+    # the map request: map it again until it is on screen (a message must be seen).
+    remap_at = time.monotonic() + 0.5
     try:
         while time.monotonic() < deadline:
+            if remap_at and time.monotonic() >= remap_at:
+                if window.get_attributes().map_state == X.IsViewable:
+                    remap_at = 0.0
+                else:
+                    window.map()
+                    conn.flush()
+                    remap_at = time.monotonic() + 0.5
             while conn.pending_events():
                 event = conn.next_event()
                 if event.type == X.MapNotify:
