@@ -17,6 +17,7 @@ consistent picture (and tests can move time).
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -531,9 +532,7 @@ def compliance_series(
     max_age = max_age_days * DAY_US
     with engine.connect() as conn:
         fleet = conn.execute(
-            sa.select(
-                devices.c.id, devices.c.group_id, devices.c.enrolled_us, devices.c.revoked_us
-            ).where(scope.device_filter())
+            sa.select(devices.c.enrolled_us, devices.c.revoked_us).where(scope.device_filter())
         ).all()
         findings = conn.execute(
             sa.select(
@@ -544,6 +543,8 @@ def compliance_series(
                 vuln_findings.c.fix_available_us,
                 vuln_findings.c.resolved_us,
                 devices.c.group_id,
+                devices.c.enrolled_us,
+                devices.c.revoked_us,
             )
             .select_from(
                 vuln_findings.join(devices, devices.c.id == vuln_findings.c.device_id).join(
@@ -560,16 +561,19 @@ def compliance_series(
         ).all()
         # Exceptions are few (each is an administrator's decision): all of them.
         exceptions = conn.execute(sa.select(vuln_exceptions)).all()
+    # Devices alive at a moment = enrolled by then - revoked by then (a device is
+    # revoked after its enrollment): two bisections per day instead of a pass over
+    # the fleet's rows (30 days x 20,000 rows took seconds).
+    enrolled = sorted(e for e, _ in fleet)
+    revoked = sorted(r for _, r in fleet if r is not None)
     points: list[CompliancePoint] = []
     for start, end in zip(starts, ends, strict=True):
-        alive = {
-            d.id
-            for d in fleet
-            if d.enrolled_us <= end and (d.revoked_us is None or d.revoked_us > end)
-        }
+        alive = bisect.bisect_right(enrolled, end) - bisect.bisect_right(revoked, end)
         failing: set[str] = set()
         for f in findings:
-            if f.device_id not in alive or f.device_id in failing:
+            if f.enrolled_us > end or f.device_id in failing:
+                continue
+            if f.revoked_us is not None and f.revoked_us <= end:
                 continue
             if f.first_seen_us > end or (f.resolved_us is not None and f.resolved_us <= end):
                 continue
@@ -585,7 +589,7 @@ def compliance_series(
             ):
                 continue
             failing.add(f.device_id)
-        points.append(CompliancePoint(start, len(alive), len(alive) - len(failing)))
+        points.append(CompliancePoint(start, alive, alive - len(failing)))
     return points
 
 
