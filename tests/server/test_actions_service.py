@@ -288,3 +288,53 @@ def test_targets_route_once_and_expire(engine: sa.Engine, alice: Operator) -> No
     states = {t.device_id: t.state for t in service.target_results(engine, ready)}
     assert states == {DEVICES[0]: "done", DEVICES[1]: "expired"}
     assert service.command_view(engine, waiting).state == "expired"
+
+
+def test_results_are_recorded_once_per_sent_target(engine: sa.Engine) -> None:
+    _add_devices(engine, DEVICES[:3])
+    nonce = service.create_command(engine, MessageParams(text="x"), DEVICES[:3], requested_by="r")
+
+    def answer(device_id: str, state: str) -> store.Result:
+        return store.Result(
+            nonce=nonce,
+            device_id=device_id,
+            state=state,
+            reason="",
+            exit_code=None,
+            output="",
+            data_sha256=None,
+            data_size=None,
+        )
+
+    now = now_us()
+    with engine.begin() as conn:
+        assert sorted(store.claim_targets(conn, nonce, DEVICES[:2], now)) == DEVICES[:2]
+        assert store.claim_targets(conn, nonce, DEVICES[:3], now) == DEVICES[2:3]
+        # A second answer, in the same batch or a later one, is ignored.
+        recorded = store.record_results(
+            conn,
+            [
+                answer(DEVICES[0], "done"),
+                answer(DEVICES[0], "failed"),
+                answer(DEVICES[1], "refused"),
+                answer(DEVICES[1], "done"),
+            ],
+            now,
+        )
+        assert sorted((r.device_id, r.state) for r in recorded) == [
+            (DEVICES[0], "done"),
+            (DEVICES[1], "refused"),
+        ]
+        assert store.record_results(conn, [answer(DEVICES[0], "failed")], now) == []
+    states = {t.device_id: t.state for t in service.target_results(engine, nonce)}
+    assert states == {DEVICES[0]: "done", DEVICES[1]: "refused", DEVICES[2]: "sent"}
+
+
+def test_the_enroll_command_pins_the_operator_keyring() -> None:
+    from sekimori.server.agent_command import enroll_command
+
+    plain = enroll_command("wss://h:1", "sek_abc", "ab" * 32)
+    assert "--operators" not in plain
+    assert enroll_command("wss://h:1", "sek_abc", "ab" * 32, "cd" * 32) == (
+        plain + " --operators SHA256:" + "cd" * 32
+    )
