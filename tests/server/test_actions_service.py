@@ -25,6 +25,7 @@ from sekimori.protocol.signing import (
 from sekimori.server import actions as service
 from sekimori.server.actions import ActionError
 from sekimori.server.store import actions as store
+from sekimori.server.store import schema
 from sekimori.server.store.audit import search_audit, verify_chain
 from sekimori.server.store.groups import ensure_group
 from sekimori.server.store.schema import devices
@@ -338,3 +339,28 @@ def test_the_enroll_command_pins_the_operator_keyring() -> None:
     assert enroll_command("wss://h:1", "sek_abc", "ab" * 32, "cd" * 32) == (
         plain + " --operators SHA256:" + "cd" * 32
     )
+
+
+def test_the_expiry_job_expires_undelivered_targets_and_audits(
+    engine: sa.Engine, alice: Operator
+) -> None:
+    _add_devices(engine, DEVICES[:2])
+    service.init_keyring(engine, [alice.key], 1, 3, "root")
+    waiting = service.create_command(engine, LockParams(), DEVICES[:2], requested_by="r")
+    fresh = service.create_command(engine, LockParams(), DEVICES[:1], requested_by="r")
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(schema.actions)
+            .where(schema.actions.c.nonce == waiting)
+            .values(expires_at_us=now_us() - 1)
+        )
+    assert service.expire_due(engine) == [(waiting, 2)]
+    assert service.expire_due(engine) == []
+    assert service.command_view(engine, waiting).state == "expired"
+    assert service.command_view(engine, fresh).state == "awaiting_signatures"
+    assert {t.state for t in service.target_results(engine, waiting)} == {"expired"}
+    with pytest.raises(ActionError, match="is expired"):
+        view = service.command_view(engine, waiting)
+        service.add_command_signature(engine, waiting, alice.sign(view.digest), "alice")
+    (entry,) = search_audit(engine, action="action.expire", limit=5).entries
+    assert entry.target == waiting and entry.detail_dict() == {"undelivered": 2}
