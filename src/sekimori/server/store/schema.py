@@ -568,7 +568,14 @@ device_packages = sa.Table(
     sa.Column("match_ecosystem", sa.String(64), nullable=True),
     sa.Column("match_package", sa.String(255), nullable=True),
     sa.Column("match_version", sa.String(255), nullable=True),
-    sa.Index("ix_device_packages_match", "match_ecosystem", "match_package", "match_version"),
+    # Devices with a given version; device_id makes it covering for the full re-match.
+    sa.Index(
+        "ix_device_packages_match",
+        "match_ecosystem",
+        "match_package",
+        "match_version",
+        "device_id",
+    ),
 )
 
 # Scratch table of the vulnerability job (the lease holder only): the affected

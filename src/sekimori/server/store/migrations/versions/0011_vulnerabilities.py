@@ -37,7 +37,7 @@ def upgrade() -> None:
     with op.batch_alter_table("device_packages", schema=None) as batch_op:
         batch_op.create_index(
             "ix_device_packages_match",
-            ["match_ecosystem", "match_package", "match_version"],
+            ["match_ecosystem", "match_package", "match_version", "device_id"],
             unique=False,
         )
 
