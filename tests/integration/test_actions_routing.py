@@ -309,6 +309,28 @@ def test_a_command_forged_in_the_database_is_refused_by_the_agent(
             ),
             [device],
         )
+        # A row the server cannot even decode fails once and blocks nothing.
+        garbage = secrets.token_hex(16)
+        store.insert_command(
+            conn,
+            store.CommandRow(
+                nonce=garbage,
+                action="lock",
+                body=b"\x81\xa1x\x01",
+                digest="0" * 64,
+                device_count=1,
+                requested_by="intruder",
+                reason="",
+                created_at_us=issued - 1,
+                expires_at_us=issued + 300_000_000,
+                state="ready",
+                signatures=b"",
+                signers=[],
+                needed_signers=0,
+                ready_at_us=issued - 1,
+            ),
+            [device],
+        )
 
     async def scenario() -> None:
         await peer.open()
@@ -325,6 +347,9 @@ def test_a_command_forged_in_the_database_is_refused_by_the_agent(
     asyncio.run(scenario())
     refused = _target(server, nonce, device)
     assert refused.state == "refused" and "not a pinned operator key" in refused.reason
+    undecodable = _target(server, garbage, device)
+    assert undecodable.state == "failed" and "cannot be sent" in undecodable.reason
+    assert search_audit(engine, action="action.undeliverable", target=garbage).entries
 
 
 @pytest.fixture

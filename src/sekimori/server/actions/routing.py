@@ -48,6 +48,8 @@ from sekimori.protocol.actions import (
     decode_command_body,
     device_leaf,
 )
+from sekimori.protocol.codec import decode_server_message, encode_message
+from sekimori.protocol.errors import ProtocolError
 from sekimori.protocol.messages import (
     ActionData,
     ActionRequest,
@@ -68,6 +70,7 @@ __all__ = [
     "EXPIRY_SECONDS",
     "KEYRING_POLL_SECONDS",
     "MAX_COLLECTED_BYTES",
+    "MAX_UPLOADS_BYTES",
     "POLL_SECONDS",
     "ActionRouter",
     "merkle_proofs",
@@ -80,6 +83,9 @@ KEYRING_POLL_SECONDS: Final = 1.0
 EXPIRY_SECONDS: Final = 5.0
 # The largest collected file the server keeps (held in memory while it arrives).
 MAX_COLLECTED_BYTES: Final = 64 * 1024 * 1024
+# All collected files arriving at once on this replica (memory bound); past it, the
+# file that would cross it is dropped and its target fails.
+MAX_UPLOADS_BYTES: Final = 256 * 1024 * 1024
 # Commands whose bytes, proofs and attachment are kept between polls.
 _CACHE_SIZE: Final = 256
 
@@ -155,6 +161,7 @@ class ActionRouter:
         self._devices: set[str] = set()
         self._prepared: dict[str, _Prepared | None] = {}
         self._uploads: dict[tuple[str, str], _Upload] = {}
+        self._upload_bytes = 0  # held by all uploads in progress
         self._results: list[_Result] = []
         self._results_ready = asyncio.Event()
         self._wake = asyncio.Event()
@@ -180,7 +187,7 @@ class ActionRouter:
     def device_gone(self, device_id: str) -> None:
         self._devices.discard(device_id)
         for key in [k for k in self._uploads if k[0] == device_id]:
-            del self._uploads[key]
+            self._upload_bytes -= max(self._uploads.pop(key).size, 0)
 
     def wake(self) -> None:
         """Route now instead of at the next poll (thread-safe)."""
@@ -220,12 +227,18 @@ class ActionRouter:
             upload = self._uploads[key] = _Upload(limit=limit)
         if upload.size < 0:
             return  # already over the limit or out of order: dropped, reported at result
-        if message.offset != upload.size or upload.size + len(message.chunk) > upload.limit:
+        if (
+            message.offset != upload.size
+            or upload.size + len(message.chunk) > upload.limit
+            or self._upload_bytes + len(message.chunk) > MAX_UPLOADS_BYTES
+        ):
+            self._upload_bytes -= upload.size
             upload.chunks.clear()
             upload.size = -1
             return
         upload.chunks.append(message.chunk)
         upload.size += len(message.chunk)
+        self._upload_bytes += len(message.chunk)
 
     def _upload_limit(self, device_id: str, nonce: str) -> int | None:
         with self._engine.connect() as conn:
@@ -235,12 +248,17 @@ class ActionRouter:
             targets = [t for t in store.target_rows(conn, nonce) if t.device_id == device_id]
         if not targets or targets[0].state != "sent":
             return None
-        params = decode_command_body(row.body).params
+        try:
+            params = decode_command_body(row.body).params
+        except ValueError:
+            return None
         wanted = params.max_bytes if isinstance(params, CollectFileParams) else 0
         return min(wanted, MAX_COLLECTED_BYTES)
 
     def _result(self, device_id: str, message: ActionResult) -> None:
         upload = self._uploads.pop((device_id, message.nonce), None)
+        if upload is not None and upload.size > 0:
+            self._upload_bytes -= upload.size
         data: bytes | None = None
         problem = ""
         if message.data_size or message.data_sha256:
@@ -406,6 +424,10 @@ class ActionRouter:
                 by_command.setdefault(nonce, []).append(device_id)
             claimed: list[tuple[str, str]] = []
             for nonce, ids in by_command.items():
+                if nonce not in self._prepared:
+                    self._prepared[nonce] = self._prepare(conn, nonce, now)
+                if self._prepared[nonce] is None:
+                    continue
                 mine = store.claim_targets(conn, nonce, ids, now)
                 if not mine:
                     continue
@@ -417,25 +439,43 @@ class ActionRouter:
                     target=nonce,
                     detail={"device_count": len(mine), "devices": sorted(mine)[:50]},
                 )
-                if nonce not in self._prepared:
-                    self._prepared[nonce] = self._prepare(conn, nonce)
         while len(self._prepared) > _CACHE_SIZE:
             del self._prepared[next(iter(self._prepared))]
         return claimed
 
-    def _prepare(self, conn: sa.Connection, nonce: str) -> _Prepared | None:
+    def _prepare(self, conn: sa.Connection, nonce: str, now: int) -> _Prepared | None:
+        """What each target of the command is sent, or None for a stored command
+        the server cannot even decode (a row written around the service API): its
+        targets fail, once, instead of stopping the routing of every other command."""
         row = store.command_row(conn, nonce)
         if row is None:
             return None
-        params = decode_command_body(row.body).params
+        try:
+            params = decode_command_body(row.body).params
+            signatures = store.decode_signatures(row.signatures)
+            command = SignedCommand(body=row.body, signatures=signatures)
+            # Every limit of the wire format, checked now (msgspec checks them on
+            # decoding only): the agent would refuse the whole frame otherwise.
+            decode_server_message(encode_message(ActionRequest(command=command)), 1 << 23)
+        except (ValueError, TypeError, ProtocolError) as exc:
+            log.error("command %s cannot be sent: %s", nonce, exc)
+            failed = store.fail_pending_targets(
+                conn, nonce, f"server: the stored command cannot be sent ({exc})"[:2000], now
+            )
+            append_audit(
+                conn,
+                actor="system",
+                action="action.undeliverable",
+                target=nonce,
+                detail={"reason": str(exc)[:500], "targets": failed},
+            )
+            return None
         attachment = b""
         if isinstance(params, (RunScriptParams, InstallPackageParams)):
             item = store.library_item(conn, params.sha256)
             attachment = item[1] if item is not None else b""
         return _Prepared(
-            command=SignedCommand(
-                body=row.body, signatures=store.decode_signatures(row.signatures)
-            ),
+            command=command,
             proofs=merkle_proofs(store.command_device_ids(conn, nonce)),
             attachment=attachment,
             action=row.action,

@@ -56,6 +56,7 @@ __all__ = [
     "deployment_id",
     "encode_signatures",
     "expire_commands",
+    "fail_pending_targets",
     "insert_command",
     "insert_credential",
     "insert_keyring_version",
@@ -582,6 +583,18 @@ def claim_targets(
             .returning(action_targets.c.device_id)
         ).scalars()
     return claimed
+
+
+def fail_pending_targets(conn: sa.Connection, nonce: str, reason: str, now_us: int) -> int:
+    """pending → failed for every target of a command the server cannot send (a
+    stored row it cannot decode). Returns how many."""
+    return int(
+        conn.execute(
+            sa.update(action_targets)
+            .where(action_targets.c.nonce == nonce, action_targets.c.state == "pending")
+            .values(state="failed", reason=reason, finished_at_us=now_us)
+        ).rowcount
+    )
 
 
 def release_target(conn: sa.Connection, nonce: str, device_id: str) -> None:
