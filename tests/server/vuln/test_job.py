@@ -11,11 +11,12 @@ import sqlalchemy as sa
 
 from sekimori.clock import now_us
 from sekimori.protocol.events import Event, Payload
+from sekimori.protocol.events.agent import AgentStarted
 from sekimori.protocol.events.inventory import SoftwareInstalled, SoftwareUpgraded
 from sekimori.server.batch_rows import stored_batch
 from sekimori.server.ingest import IngestWriter
 from sekimori.server.metrics import Metrics
-from sekimori.server.store.schema import devices, vuln_findings
+from sekimori.server.store.schema import devices, vuln_device_state, vuln_findings
 from sekimori.server.vuln.importer import import_feed
 from sekimori.server.vuln.job import VulnJob
 from tests.console.seed import add_device
@@ -107,6 +108,8 @@ def test_incremental_job_follows_real_ingest(engine: sa.Engine) -> None:
         source_version="2.28.1",
     )
     _ingest(engine, changing, [*upgrades, ("inventory.software_installed", installed)])
+    # The other PC only sends activity: its mark moves, nothing is re-matched.
+    _ingest(engine, steady, [("agent.started", AgentStarted(version="1.0", pid=1, hostname="s"))])
     steady_before = _findings(engine, steady)
     second = job.run_once()
     assert second is not None and (second.full, second.devices_changed) == (False, 1)
@@ -114,6 +117,18 @@ def test_incremental_job_follows_real_ingest(engine: sa.Engine) -> None:
     assert after["DEBIAN-CVE-2005-4808"] == ("2.17-1", False)  # resolved, history kept
     assert after["GHSA-j8r2-6x86-q33q"] == ("2.31.0", True)
     assert _findings(engine, steady) == steady_before
+    with engine.connect() as conn:
+        marks = dict(
+            conn.execute(
+                sa.select(devices.c.id, devices.c.acked_seq).where(devices.c.id == steady)
+            ).all()
+        )
+        applied = conn.execute(
+            sa.select(vuln_device_state.c.applied_seq).where(
+                vuln_device_state.c.device_id == steady
+            )
+        ).scalar_one()
+    assert applied == marks[steady]
 
     # A feed import (even one record) makes the next run a full re-match.
     import_feed(engine, osv_record("USN-8820-1"), source="usn", imported_by="t", now_us=now_us())

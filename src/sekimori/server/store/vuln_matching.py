@@ -37,10 +37,12 @@ __all__ = [
     "DeviceState",
     "FindingKey",
     "PackageRow",
+    "advance_applied",
     "baseline",
     "delete_package",
     "device_match_keys",
     "device_state",
+    "devices_with_inventory",
     "distinct_match_keys",
     "inventory_events",
     "pending_devices",
@@ -134,6 +136,46 @@ def pending_devices(conn: sa.Connection) -> list[tuple[str, int, int | None]]:
         (r.id, int(r.acked_seq), None if r.applied_seq is None else int(r.applied_seq))
         for r in rows
     ]
+
+
+def devices_with_inventory(conn: sa.Connection, ranges: Sequence[tuple[str, int, int]]) -> set[str]:
+    """Which of the devices have an inventory event in their (after, through] range:
+    the others only sent activity, and the job just moves their mark."""
+    found: set[str] = set()
+    for start in range(0, len(ranges), 200):
+        chunk = ranges[start : start + 200]
+        # One primary-key range per device, OR-ed: both backends use the key for each.
+        found.update(
+            conn.execute(
+                sa.select(events.c.device_id)
+                .where(
+                    events.c.kind.in_(INVENTORY_KINDS),
+                    sa.or_(
+                        *(
+                            sa.and_(
+                                events.c.device_id == device_id,
+                                events.c.seq > after,
+                                events.c.seq <= through,
+                            )
+                            for device_id, after, through in chunk
+                        )
+                    ),
+                )
+                .distinct()
+            ).scalars()
+        )
+    return found
+
+
+def advance_applied(conn: sa.Connection, marks: Sequence[tuple[str, int]], *, now_us: int) -> None:
+    """Move the job's mark of devices whose new events held no inventory."""
+    if marks:
+        conn.execute(
+            sa.update(vuln_device_state)
+            .where(vuln_device_state.c.device_id == sa.bindparam("d"))
+            .values(applied_seq=sa.bindparam("s"), updated_us=now_us),
+            [{"d": device_id, "s": seq} for device_id, seq in marks],
+        )
 
 
 def baseline(conn: sa.Connection, device_id: str) -> tuple[int, str | None]:

@@ -32,7 +32,9 @@ from sekimori.server.store.vuln_feeds import feed_revision
 from sekimori.server.store.vuln_matching import (
     DesiredFinding,
     FindingKey,
+    advance_applied,
     device_match_keys,
+    devices_with_inventory,
     distinct_match_keys,
     pending_devices,
     rematch_all,
@@ -134,8 +136,16 @@ class Evaluator:
         devices."""
         with self.engine.connect() as conn:
             pending = pending_devices(conn)
+            known = [(d, applied, acked) for d, acked, applied in pending if applied is not None]
+            busy = devices_with_inventory(conn, known)
+        quiet = [(d, acked) for d, _applied, acked in known if d not in busy]
+        if quiet:
+            with self.engine.begin() as conn:
+                advance_applied(conn, quiet, now_us=now_us)
         changed: list[str] = []
-        for device_id, acked_seq, _applied in pending:
+        for device_id, acked_seq, applied in pending:
+            if applied is not None and device_id not in busy:
+                continue
             with self.engine.begin() as conn:
                 if apply_device_inventory(conn, device_id, acked_seq, now_us=now_us):
                     changed.append(device_id)
