@@ -304,6 +304,7 @@ def test_compliance_dashboard_and_rules(console_server: ServerProcess, fleet: Vu
         assert "No minimum agent version is set" in page.text
         home = alice.get("/").text
         assert 'id="vulns-card"' in home and f'<tr data-vuln-id="{WEBP}">' in home
+        assert 'id="stale-feeds"' in home.split('id="vulns-card"', 1)[1]  # NVD: 10 days
         rules = alice.get("/rules").text
         assert "builtin.known_exploited_vulnerability" in rules
     with closing(as_user(console_server, "bob")) as bob:
