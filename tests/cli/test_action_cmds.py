@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from sekimori.cli.main import main
+from sekimori.protocol.signing import decode_keyring, decode_signed_keyring
 from sekimori.server.bootstrap import open_store
 from sekimori.server.store.audit import search_audit
 from sekimori.server.store.groups import ensure_group
@@ -129,8 +130,10 @@ def test_operator_keys_keyring_and_signed_commands(
     code, out, err = _run(data, capsys, "operators", "attach", "1", str(signature))
     assert code == 0, err
     assert "published" in out
-    code, out, _ = _run(data, capsys, "operators", "show")
+    code, out, _ = _run(data, capsys, "operators", "show", "--out", str(tmp_path / "kr"))
     assert "version 2" in out and "proposal" not in out
+    shown = decode_signed_keyring((tmp_path / "kr").read_bytes())
+    assert decode_keyring(shown.body).version == 2 and len(shown.signatures) == 2
 
     # A command above nothing: one operator; signed at creation with --key.
     code, out, err = _run(

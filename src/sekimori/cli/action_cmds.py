@@ -31,7 +31,15 @@ def _store(args: argparse.Namespace, *, init: bool = False) -> Iterator[sa.Engin
     from sekimori.server.bootstrap import initialize, open_store
 
     settings = settings_from_args(args, component="cli")
-    engine = initialize(settings).engine if init else open_store(settings)
+    if init:
+        from sekimori.cli.server_cmds import announce
+
+        result = initialize(settings)
+        if result.admin_password:
+            announce(result)  # a fresh data directory: show the first password once
+        engine = result.engine
+    else:
+        engine = open_store(settings)
     try:
         yield engine
     finally:
@@ -101,6 +109,11 @@ def _operators_show(args: argparse.Namespace) -> int:
     if not chain:
         print("No operator keyring yet: run `sekimori operators init`.")
         return 0
+    if args.out:
+        from sekimori.protocol.signing import encode_signed_keyring
+
+        Path(args.out).write_bytes(encode_signed_keyring(chain[-1]))
+        print(f"The current keyring is in {args.out} (for `sekimori agent trust-operators`).")
     for signed in chain:
         k = decode_keyring(signed.body)
         print(
@@ -475,7 +488,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], add: Add)
         help="commands for more devices need two operators (default 10)",
     )
     init.add_argument("--max-command-seconds", type=int, default=3600)
-    add(ops, "show", _operators_show, "Keyring versions, fingerprints, keys and proposals.")
+    show = add(ops, "show", _operators_show, "Keyring versions, fingerprints, keys and proposals.")
+    show.add_argument(
+        "--out", help="also write the current signed keyring to this file (trust-operators)"
+    )
     propose = add(
         ops,
         "propose",

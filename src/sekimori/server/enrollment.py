@@ -44,6 +44,10 @@ def enroll_device(engine: sa.Engine, pki: PKI, request: Enroll) -> Enrolled:
     if len(request.token) > 256:
         raise TokenRefused("unknown enrollment token")
     device_id = str(uuid.uuid4())
+    # Read before the token is consumed: a failure here must not leave a device
+    # enrolled whose agent never got its certificate.
+    keyring = current_keyring(engine)
+    operators = encode_signed_keyring(keyring[2]) if keyring is not None else b""
     with engine.begin() as conn:
         group_id = consume_token(
             conn, request.token, device_id=device_id, expected_group=request.group
@@ -68,8 +72,6 @@ def enroll_device(engine: sa.Engine, pki: PKI, request: Enroll) -> Enrolled:
             )
         )
     log.info("enrolled device %s (%s)", device_id, request.hostname)
-    # The current operator keyring: the agent pins it only if its fingerprint is the
-    # one its administrator gave (``--operators``), so the server cannot choose it.
-    keyring = current_keyring(engine)
-    operators = encode_signed_keyring(keyring[2]) if keyring is not None else b""
+    # ``operators``: the current keyring. The agent pins it only if its fingerprint
+    # is the one its administrator gave (``--operators``): the server cannot choose it.
     return Enrolled(device_id=device_id, certificate_pem=certificate, operators=operators)
