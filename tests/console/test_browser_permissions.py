@@ -62,6 +62,7 @@ def test_an_operator_sees_only_the_devices_of_its_groups(tab: Tab, fleet: Fleet)
     assert _menu(page) == [
         "Dashboard",
         "Devices",
+        "Vulnerabilities",
         "Alerts",
         "Logs",
         "Reports",
@@ -92,7 +93,7 @@ def test_an_operator_sees_only_the_devices_of_its_groups(tab: Tab, fleet: Fleet)
 def test_an_auditor_reads_logs_and_the_audit_trail_but_not_devices(tab: Tab, fleet: Fleet) -> None:
     page = tab.page
     login(page, "carol", next_="/")
-    assert _menu(page) == ["Dashboard", "Logs", "Reports", "Audit trail"]
+    assert _menu(page) == ["Dashboard", "Vulnerabilities", "Logs", "Reports", "Audit trail"]
     for path in ("/logs", "/reports/web", "/audit"):
         _reached(page, path)
     for path in ("/devices", "/enrollment", "/users"):
