@@ -178,7 +178,7 @@ class ActionRouter:
         try:
             if not self._chain[1]:
                 await self._refresh_chain()
-        except sa.exc.SQLAlchemyError as exc:
+        except (sa.exc.SQLAlchemyError, ValueError) as exc:
             log.warning("device %s: keyring chain not read: %s", device_id, exc)
         if self._chain[1]:
             await self._send(device_id, OperatorsUpdate(chain=self._chain[1]))
@@ -368,6 +368,8 @@ class ActionRouter:
                     await self.route_once()
                 except sa.exc.SQLAlchemyError as exc:
                     log.warning("action routing poll failed: %s", exc)
+                except ValueError as exc:  # a stored keyring that does not decode
+                    log.error("action routing poll failed: %s", exc)
         finally:
             unregister_waker(self._engine, self.wake)
             writer.cancel()
