@@ -190,6 +190,12 @@ def test_operator_keys_keyring_and_signed_commands(
     assert code == 1 and "invalid parameters for restart" in err
     code, _, err = _run(data, capsys, "operators", "sign", "1", *bob_key)
     assert code == 1 and "published" in err
+    code, out, _ = _run(data, capsys, "operators", "propose", "--quorum", "1")
+    assert code == 0 and "Proposal 2" in out
+    code, out, _ = _run(data, capsys, "operators", "withdraw", "2")
+    assert code == 0 and "withdrawn" in out
+    code, _, err = _run(data, capsys, "operators", "sign", "2", *bob_key)
+    assert code == 1 and "withdrawn" in err
 
     engine = open_store(Settings(data_dir=str(data)))
     try:

@@ -48,6 +48,7 @@ SUBCOMMANDS = [
     ("operators", "sign"),
     ("operators", "export"),
     ("operators", "attach"),
+    ("operators", "withdraw"),
     ("sign",),
     ("action", "create"),
     ("action", "sign"),

@@ -195,6 +195,15 @@ def _operators_attach(args: argparse.Namespace) -> int:
     return 0
 
 
+def _operators_withdraw(args: argparse.Namespace) -> int:
+    from sekimori.server.actions import withdraw_proposal
+
+    with _store(args) as engine, _errors():
+        withdraw_proposal(engine, args.proposal, _actor())
+    print(f"Proposal {args.proposal} withdrawn.")
+    return 0
+
+
 def _write_out(out: str | None, data: bytes) -> None:
     if out:
         Path(out).write_bytes(data)
@@ -512,6 +521,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], add: Add)
     )
     export_p.add_argument("proposal", type=int)
     export_p.add_argument("--out", help="file (default: standard output)")
+    withdraw_p = add(
+        ops, "withdraw", _operators_withdraw, "Withdraw an open proposal (it takes no signature)."
+    )
+    withdraw_p.add_argument("proposal", type=int)
     attach_p = add(ops, "attach", _operators_attach, "Add a signature made by `sekimori sign`.")
     attach_p.add_argument("proposal", type=int)
     attach_p.add_argument("signature", help="signature file")
