@@ -375,6 +375,13 @@ class ActionRouter:
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
+            # Shutting down: store the answers that arrived since the last write.
+            batch, self._results = self._results, []
+            if batch:
+                try:
+                    await asyncio.to_thread(self._store_results, batch)
+                except sa.exc.SQLAlchemyError as exc:
+                    log.warning("%d action results lost at shutdown: %s", len(batch), exc)
 
     async def _refresh_chain(self) -> bool:
         """Re-read the chain if a newer version exists; True if it changed."""
