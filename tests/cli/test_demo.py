@@ -183,6 +183,34 @@ def _a_policy_saved_in_the_console_reaches_the_agent(browser: ConsoleClient, out
     assert _alert_count(browser, _LEAK_ALERTS) == before
 
 
+def _the_printed_signed_action_kills_a_process(
+    output: str, data: Path, env: dict[str, str], device_id: str
+) -> None:
+    """Issue 7 in the demo: the hint's command, signed with the demo operator key the
+    server never reads, makes the agent kill a real process."""
+    hint = re.search(r"Try a signed action: sekimori (action create kill_process .*)", output)
+    assert hint, output
+    victim = subprocess.Popen(["sleep", "300"])
+    try:
+        fill = {"ID": device_id, "pid=PID": f"pid={victim.pid}", "name=NAME": "name=sleep"}
+        args = [fill.get(a, a) for a in hint.group(1).split()]
+        done = subprocess.run(
+            [sys.executable, "-m", "sekimori", "--data-dir", str(data), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "ready" in done.stdout, done.stdout
+        assert victim.wait(30) == -signal.SIGTERM
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+            victim.wait()
+
+
 def test_demo_runs_everything_and_reuses_its_data(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEKIMORI_")}
     env["SEKIMORI_SERVER__AGENT_PORT"] = str(free_port())
@@ -200,6 +228,7 @@ def test_demo_runs_everything_and_reuses_its_data(tmp_path: Path) -> None:
         assert device["status"] == "online"
         assert (data / "sekimori.db").exists() and (data / "pki" / "ca.crt").exists()
         _newcomer_finds_this_machine(demo.output, device)
+        _the_printed_signed_action_kills_a_process(demo.output, data, env, str(device["id"]))
     finally:
         code = demo.interrupt()
     assert code == 0, demo.output

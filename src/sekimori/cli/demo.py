@@ -2,6 +2,12 @@
 
 Initialises the data directory, starts the server, enrolls this PC's agent on first
 run, starts the agent, shows the device list, and stops everything on Ctrl-C.
+
+Signed remote actions need an operator key the server never holds: on first run the
+demo makes one (``<data>/demo-operator.pem``, like ``sekimori operator keygen``),
+publishes keyring version 1 with its public key, and enrolls the agent with that
+keyring pinned, so ``sekimori action create ... --key <data>/demo-operator.pem`` works
+at once. A real deployment keeps operator keys off the server host (docs/actions.md).
 """
 
 from __future__ import annotations
@@ -24,7 +30,9 @@ from sekimori.server.bootstrap import initialize
 from sekimori.server.store.devices import list_devices
 from sekimori.server.store.tokens import create_token
 
-__all__ = ["run_demo"]
+__all__ = ["DEMO_OPERATOR_KEY", "run_demo"]
+
+DEMO_OPERATOR_KEY = "demo-operator.pem"
 
 
 def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -57,7 +65,9 @@ def run_demo(args: argparse.Namespace) -> int:
     agent: subprocess.Popen[bytes] | None = None
     try:
         state_dir = data / "agent"
+        operator_key = data / DEMO_OPERATOR_KEY
         if not (state_dir / "identity.json").exists():
+            operators = _demo_keyring(result.engine, operator_key)
             issued = create_token(
                 result.engine, group="default", ttl_seconds=600, created_by="demo"
             )
@@ -67,6 +77,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 result.pki.ca_fingerprint(),
                 state_dir,
                 server,
+                operators=operators,
             )
         # A folder the agent treats as a removable medium (a USB stick cannot be
         # assumed): copying a file into it raises the built-in data-leak alert.
@@ -84,7 +95,9 @@ def run_demo(args: argparse.Namespace) -> int:
             "and log in as admin (the password was printed on the first run; "
             "'sekimori user passwd admin' sets a new one). Press Ctrl-C to stop.\n"
             f"Try an alert: copy a file into {medium} (treated as a USB stick) and "
-            "watch the dashboard.",
+            "watch the dashboard.\n"
+            "Try a signed action: sekimori action create kill_process --device ID "
+            f"--param pid=PID --param name=NAME --key {operator_key}",
             flush=True,
         )
         # Block the signals only now, after the children started (they inherit the
@@ -108,15 +121,42 @@ def run_demo(args: argparse.Namespace) -> int:
         print("Stopped.", flush=True)
 
 
+def _demo_keyring(engine: sa.Engine, key_path: Path) -> str:
+    """The fingerprint of the keyring the demo agent pins: the existing one, else
+    version 1 made from a demo operator key (created if missing)."""
+    from sekimori.cli.operator_keys import keygen, load_public_key, public_path
+    from sekimori.server.actions import current_fingerprint, init_keyring
+
+    fingerprint = current_fingerprint(engine)
+    if fingerprint is not None:
+        return fingerprint
+    if not key_path.exists():
+        keygen(argparse.Namespace(out=str(key_path), name="demo", passphrase_file=None))
+    key = load_public_key(str(public_path(key_path)), label="make run demo key")
+    return init_keyring(engine, [key], 1, 10, "demo")
+
+
 def _enroll_when_up(
-    port: int, token: str, fingerprint: str, state_dir: Path, server: subprocess.Popen[bytes]
+    port: int,
+    token: str,
+    fingerprint: str,
+    state_dir: Path,
+    server: subprocess.Popen[bytes],
+    *,
+    operators: str,
 ) -> None:
     from sekimori.agent.enroll import EnrollmentError, enroll
 
     deadline = time.monotonic() + 30
     while True:
         try:
-            identity = enroll(state_dir, f"wss://localhost:{port}", token, fingerprint)
+            identity = enroll(
+                state_dir,
+                f"wss://localhost:{port}",
+                token,
+                fingerprint,
+                operators=f"SHA256:{operators}",
+            )
         except EnrollmentError as exc:
             if server.poll() is not None:
                 raise CommandError("the server stopped during start-up") from None
