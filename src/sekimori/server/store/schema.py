@@ -614,17 +614,10 @@ vuln_findings = sa.Table(
     sa.Column("first_seen_us", sa.BigInteger, nullable=False),
     sa.Column("fix_available_us", sa.BigInteger, nullable=True),
     sa.Column("resolved_us", sa.BigInteger, nullable=True),
-    sa.Index("ix_vuln_findings_device", "device_id", "resolved_us"),
-    # Exposure per vulnerability, and the full re-match's targeted updates.
-    sa.Index(
-        "ix_vuln_findings_vuln",
-        "vuln_id",
-        "resolved_us",
-        "ecosystem",
-        "package",
-        "installed_version",
-    ),
-    # "Is this finding open already?" while opening findings.
+    # Exposure per vulnerability, and the full re-match's targeted updates. (Few
+    # indexes on purpose: a first full re-match writes millions of rows.)
+    sa.Index("ix_vuln_findings_vuln", "vuln_id", "resolved_us"),
+    # A device's findings, and "is this finding open already?" while opening them.
     sa.Index("ix_vuln_findings_key", "device_id", "vuln_id", "ecosystem", "package"),
 )
 

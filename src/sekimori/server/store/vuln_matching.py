@@ -542,7 +542,8 @@ def rematch_all(
             # (SQLite would otherwise walk all of device_packages), and give the
             # connection room for the index pages the insert touches.
             rows = rows.with_hint(dp, "INDEXED BY ix_device_packages_match", "sqlite")
-            conn.exec_driver_sql("PRAGMA cache_size=-262144")
+            conn.exec_driver_sql("PRAGMA cache_size=-524288")
+            conn.exec_driver_sql("PRAGMA temp_store=MEMORY")
         opened = conn.execute(sa.insert(f).from_select(columns, rows)).rowcount
         return int(opened), int(resolved)
     # Later runs: per new tuple, the devices with that version and no open finding.

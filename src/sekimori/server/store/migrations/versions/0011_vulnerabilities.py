@@ -123,12 +123,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_vuln_findings")),
     )
     with op.batch_alter_table("vuln_findings", schema=None) as batch_op:
-        batch_op.create_index("ix_vuln_findings_device", ["device_id", "resolved_us"], unique=False)
-        batch_op.create_index(
-            "ix_vuln_findings_vuln",
-            ["vuln_id", "resolved_us", "ecosystem", "package", "installed_version"],
-            unique=False,
-        )
+        batch_op.create_index("ix_vuln_findings_vuln", ["vuln_id", "resolved_us"], unique=False)
         batch_op.create_index(
             "ix_vuln_findings_key", ["device_id", "vuln_id", "ecosystem", "package"], unique=False
         )
@@ -200,7 +195,6 @@ def downgrade() -> None:
     with op.batch_alter_table("vuln_findings", schema=None) as batch_op:
         batch_op.drop_index("ix_vuln_findings_key")
         batch_op.drop_index("ix_vuln_findings_vuln")
-        batch_op.drop_index("ix_vuln_findings_device")
 
     op.drop_table("vuln_findings")
     with op.batch_alter_table("vuln_feed_imports", schema=None) as batch_op:
