@@ -59,6 +59,10 @@ SUBCOMMANDS = [
     ("library", "add"),
     ("library", "list"),
     ("bench", "actions"),
+    ("bench", "vuln"),
+    ("vuln", "import"),
+    ("vuln", "fetch"),
+    ("vuln", "status"),
 ]
 
 
