@@ -268,6 +268,7 @@ def run(url: str, n_devices: int, n_packages: int, n_records: int, changes: int)
             distinct_s, keys = _timed(lambda: distinct_match_keys(conn))
         evaluator = Evaluator(engine)
         full_s, (opened, _resolved) = _timed(lambda: evaluator.rematch_all(now_us=now_us()))
+        phases = dict(evaluator.last_phases)
         with engine.connect() as conn:
             open_findings = conn.execute(
                 sa.select(sa.func.count()).where(vuln_findings.c.resolved_us.is_(None))
@@ -305,6 +306,8 @@ def run(url: str, n_devices: int, n_packages: int, n_records: int, changes: int)
         f"{'OK' if full_s <= FULL_GOAL_S else 'MISSED'}  ({opened:,} findings opened, "
         f"{open_findings:,} open)"
     )
+    for phase, seconds in phases.items():
+        _say(f"  of which {phase:<31} {seconds:8.2f} s")
     _say(
         f"baseline  read one PC's package rows      {statistics.median(read_samples):8.1f} ms (p50)"
     )

@@ -537,13 +537,9 @@ def rematch_all(
             .select_from(joined)
             .group_by(dp.c.device_id, h.c.vuln_id, h.c.ecosystem, h.c.package)
         )
-        if conn.dialect.name == "sqlite":
-            # Drive the join from the few affected tuples into the covering index
-            # (SQLite would otherwise walk all of device_packages), and give the
-            # connection room for the index pages the insert touches.
-            rows = rows.with_hint(dp, "INDEXED BY ix_device_packages_match", "sqlite")
-            conn.exec_driver_sql("PRAGMA cache_size=-524288")
-            conn.exec_driver_sql("PRAGMA temp_store=MEMORY")
+        # SQLite: drive the join from the few affected tuples into the covering index
+        # (it would otherwise walk all of device_packages).
+        rows = rows.with_hint(dp, "INDEXED BY ix_device_packages_match", "sqlite")
         opened = conn.execute(sa.insert(f).from_select(columns, rows)).rowcount
         return int(opened), int(resolved)
     # Later runs: per new tuple, the devices with that version and no open finding.
