@@ -78,7 +78,16 @@ def test_an_administrator_adds_a_user_who_then_logs_in_within_its_scope(
     try:
         login(grace.page, "grace", password, next_="/devices")
         expect(grace.page.locator("nav.menu a")).to_have_text(
-            ["Dashboard", "Devices", "Alerts", "Logs", "Reports", "Enrollment", "Actions"]
+            [
+                "Dashboard",
+                "Devices",
+                "Vulnerabilities",
+                "Alerts",
+                "Logs",
+                "Reports",
+                "Enrollment",
+                "Actions",
+            ]
         )
         rows = grace.page.locator("#devices tbody tr")
         expect(rows).to_have_count(1)

@@ -73,11 +73,29 @@ def test_language_switch_in_the_header(tab: Tab) -> None:
     login(page, "erin")
     menu = page.locator("nav.menu a")
     expect(menu).to_have_text(
-        ["Dashboard", "Devices", "Alerts", "Logs", "Reports", "Enrollment", "Actions"]
+        [
+            "Dashboard",
+            "Devices",
+            "Vulnerabilities",
+            "Alerts",
+            "Logs",
+            "Reports",
+            "Enrollment",
+            "Actions",
+        ]
     )
     page.select_option("header select[name=locale]", "ja")
     expect(menu).to_have_text(
-        ["ダッシュボード", "デバイス", "アラート", "ログ", "レポート", "登録", "リモート操作"]
+        [
+            "ダッシュボード",
+            "デバイス",
+            "脆弱性",
+            "アラート",
+            "ログ",
+            "レポート",
+            "登録",
+            "リモート操作",
+        ]
     )
     expect(page.locator("html")).to_have_attribute("lang", "ja")
     # The choice belongs to the account: it holds on the next page.
