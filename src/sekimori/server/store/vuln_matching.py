@@ -558,15 +558,16 @@ def rematch_all(
     per_key = (
         sa.select(
             dp.c.device_id,
-            keyed["vuln_id"],
-            keyed["ecosystem"],
-            keyed["package"],
-            keyed["version"],
-            sa.bindparam("n_fixed"),
-            sa.bindparam("n_feed"),
-            sa.bindparam("n_confidence"),
+            # Typed casts: PostgreSQL cannot infer a parameter's type in a select list.
+            sa.cast(keyed["vuln_id"], sa.String),
+            sa.cast(keyed["ecosystem"], sa.String),
+            sa.cast(keyed["package"], sa.String),
+            sa.cast(keyed["version"], sa.String),
+            sa.cast(sa.bindparam("n_fixed"), sa.String),
+            sa.cast(sa.bindparam("n_feed"), sa.String),
+            sa.cast(sa.bindparam("n_confidence"), sa.String),
             sa.literal(now_us, sa.BigInteger),
-            sa.bindparam("n_fixed_us"),
+            sa.cast(sa.bindparam("n_fixed_us"), sa.BigInteger),
         )
         .where(
             dp.c.match_ecosystem == keyed["ecosystem"],
