@@ -47,6 +47,14 @@ st.register_type_strategy(
 PG_URL = os.environ.get("SEKIMORI_TEST_PG_URL")
 
 
+@pytest.fixture
+def no_sekimori_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For tests running the CLI in this process: the settings read every SEKIMORI_*
+    variable, the suite's own (SEKIMORI_TEST_PG_URL) among them."""
+    for name in [n for n in os.environ if n.startswith("SEKIMORI_")]:
+        monkeypatch.delenv(name)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database on each backend the suite supports."""

@@ -32,9 +32,7 @@ def _run(data: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[in
 
 
 @pytest.fixture
-def data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in [n for n in __import__("os").environ if n.startswith("SEKIMORI_")]:
-        monkeypatch.delenv(name)
+def data(tmp_path: Path, no_sekimori_environment: None) -> Path:
     data = tmp_path / "var"
     assert main(["--data-dir", str(data), "init"]) == 0
     engine = open_store(Settings(data_dir=str(data)))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import http.server
 import json
-import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,12 +18,7 @@ from sekimori.server.store.engine import create_store_engine
 from sekimori.server.store.schema import audit_log, kev_entries, vulnerabilities
 from tests.server.vuln.fixtures import FIXTURES, KEV, NVD
 
-
-@pytest.fixture(autouse=True)
-def _no_sekimori_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The settings read SEKIMORI_* variables (the test suite's own among them).
-    for name in [n for n in os.environ if n.startswith("SEKIMORI_")]:
-        monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("no_sekimori_environment")
 
 
 def _store(data_dir: Path) -> sa.Engine:

@@ -62,7 +62,7 @@ from tests.processes import AgentProcess, ServerProcess, wait_for
 pytestmark = pytest.mark.slow
 
 # The machine is shared: waits are generous, they end as soon as the thing happens.
-WAIT = 30.0
+WAIT = 60.0  # a page visit waits for Chromium to save its history
 TOKYO = ZoneInfo("Asia/Tokyo")  # the time zone of builtin.logon_outside_working_hours
 # Unique to this run: the dpkg database is the real one, shared with other tests.
 TAG = uuid.uuid4().hex[:8]

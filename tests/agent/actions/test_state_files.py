@@ -245,6 +245,12 @@ class _Run:
     stderr: str
 
 
+@pytest.fixture(autouse=True)
+def _settings_from_defaults(no_sekimori_environment: None) -> None:
+    """``_cli`` runs the real command in this process: it must not read the suite's
+    SEKIMORI_* variables."""
+
+
 def _cli(state: Path, *args: str) -> _Run:
     """``sekimori agent ...`` in this process (the parser and handlers of the real
     command; a subprocess per call costs seconds on a loaded machine)."""
