@@ -8,8 +8,9 @@ import sqlalchemy as sa
 
 from sekimori.clock import now_us
 from sekimori.protocol.events.inventory import Package
-from sekimori.server.store.schema import vuln_findings, vulnerabilities
+from sekimori.server.store.schema import vuln_findings, vuln_hits, vulnerabilities
 from sekimori.server.store.scope import EVERYTHING, Scope
+from sekimori.server.store.vuln_matching import rematch_all
 from sekimori.server.store.vulns import (
     DAY_US,
     compliance_series,
@@ -241,3 +242,56 @@ def test_incremental_and_full_rematch_agree(engine: sa.Engine, fleet: dict[str, 
         assert (
             conn.execute(sa.select(sa.func.count()).select_from(vulnerabilities)).scalar_one() == 10
         )
+
+
+def test_first_full_write_rebuilds_the_findings_indexes(
+    engine: sa.Engine, fleet: dict[str, str]
+) -> None:
+    """The first full re-match drops the findings' secondary indexes, writes, and
+    re-creates them from the schema: same findings, same indexes, and a rolled-back
+    run leaves both as they were."""
+
+    def findings() -> set[tuple[str, ...]]:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(
+                    vuln_findings.c.device_id,
+                    vuln_findings.c.vuln_id,
+                    vuln_findings.c.ecosystem,
+                    vuln_findings.c.package,
+                    vuln_findings.c.installed_version,
+                    vuln_findings.c.fixed_version,
+                    vuln_findings.c.fix_available_us,
+                    vuln_findings.c.feed,
+                    vuln_findings.c.confidence,
+                ).where(vuln_findings.c.resolved_us.is_(None))
+            ).all()
+        return {tuple(str(v) for v in r) for r in rows}
+
+    def indexes() -> list[tuple[str, tuple[str, ...]]]:
+        with engine.connect() as conn:
+            found = sa.inspect(conn).get_indexes("vuln_findings")
+        return sorted((str(i["name"]), tuple(str(c) for c in i["column_names"])) for i in found)
+
+    schema_indexes = sorted(
+        (str(i.name), tuple(c.name for c in i.columns)) for i in vuln_findings.indexes
+    )
+    assert indexes() == schema_indexes
+    before = findings()
+    with engine.connect() as conn:
+        hits = [dict(r._mapping) for r in conn.execute(sa.select(vuln_hits)).all()]
+    assert hits and before
+    with engine.begin() as conn:
+        conn.execute(sa.delete(vuln_findings))
+        conn.execute(sa.delete(vuln_hits))
+    with engine.connect() as conn:
+        opened, _ = rematch_all(conn, hits, now_us=now_us())
+        assert opened == len(before)
+        conn.rollback()
+    assert findings() == set()
+    assert indexes() == schema_indexes
+    with engine.connect() as conn:
+        rematch_all(conn, hits, now_us=now_us())
+        conn.commit()
+    assert findings() == before
+    assert indexes() == schema_indexes

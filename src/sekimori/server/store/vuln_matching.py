@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import Join
 
 from sekimori.server.store.schema import (
     device_packages,
@@ -400,6 +403,21 @@ def sync_device_findings(
     return len(new), len(gone)
 
 
+class _DrivingJoin(Join):
+    """An inner join whose left side drives it: on SQLite a CROSS JOIN, which its
+    planner never reorders — the few affected tuples of ``vuln_hits`` look up their
+    devices in the covering ``ix_device_packages_match`` instead of a walk through all
+    of ``device_packages``. Other databases get a plain JOIN."""
+
+    inherit_cache = True
+
+
+@compiles(_DrivingJoin, "sqlite")
+def _sqlite_driving_join(element: _DrivingJoin, compiler: SQLCompiler, **kw: Any) -> str:
+    text: str = compiler.visit_join(element, **kw)  # type: ignore[no-untyped-call]
+    return text.replace(" JOIN ", " CROSS JOIN ", 1)
+
+
 _HIT_KEY = ("ecosystem", "package", "version", "vuln_id")
 HitKey = tuple[str, str, str, str]
 
@@ -512,15 +530,22 @@ def rematch_all(
     ]
     any_open = conn.execute(sa.select(f.c.id).where(f.c.resolved_us.is_(None)).limit(1)).first()
     if any_open is None and not old:
-        # First run: every finding is new; one join writes them all.
-        joined = dp.join(
+        # First run: every finding is new; one join writes them all. Millions of rows
+        # inserted one by one into the two secondary indexes cost random b-tree writes;
+        # dropped and re-created (a sorted build) in the same transaction they cost a
+        # fraction. The definitions are the schema's, so migrations and `alembic check`
+        # stay true; a rollback brings them back as they were.
+        joined = _DrivingJoin(
             h,
+            dp,
             sa.and_(
                 h.c.ecosystem == dp.c.match_ecosystem,
                 h.c.package == dp.c.match_package,
                 h.c.version == dp.c.match_version,
             ),
         )
+        # Grouped: several binary packages of one source on a device, at the same or at
+        # different source versions, make one finding (the least version and fix).
         rows = (
             sa.select(
                 dp.c.device_id,
@@ -537,10 +562,15 @@ def rematch_all(
             .select_from(joined)
             .group_by(dp.c.device_id, h.c.vuln_id, h.c.ecosystem, h.c.package)
         )
-        # SQLite: drive the join from the few affected tuples into the covering index
-        # (it would otherwise walk all of device_packages).
-        rows = rows.with_hint(dp, "INDEXED BY ix_device_packages_match", "sqlite")
-        opened = conn.execute(sa.insert(f).from_select(columns, rows)).rowcount
+        secondary = sorted(f.indexes, key=lambda index: str(index.name))
+        for index in secondary:
+            index.drop(conn)
+        # preserve_rowcount: psycopg's INSERT … SELECT reports -1 without it.
+        opened = conn.execute(
+            sa.insert(f).from_select(columns, rows), execution_options={"preserve_rowcount": True}
+        ).rowcount
+        for index in secondary:
+            index.create(conn)
         return int(opened), int(resolved)
     # Later runs: per new tuple, the devices with that version and no open finding.
     already = (
@@ -592,5 +622,9 @@ def rematch_all(
         for item in params(chunk, extra):
             # One statement per tuple: executemany cannot report rows per statement
             # on every driver, and the count is what the job logs.
-            opened += conn.execute(sa.insert(f).from_select(columns, per_key), item).rowcount
+            opened += conn.execute(
+                sa.insert(f).from_select(columns, per_key),
+                item,
+                execution_options={"preserve_rowcount": True},
+            ).rowcount
     return int(opened), int(resolved)
