@@ -437,7 +437,8 @@ def rematch_all(
     a tuple no longer affected resolves its open findings, a tuple whose fix moved
     updates them, a new tuple opens findings on the devices that have that version —
     each through an index, never a scan of all findings. With no open finding at all
-    (the first run) the findings are written by one INSERT … SELECT join.
+    (the first run) the findings are written by one INSERT … SELECT join, with the
+    table's two secondary indexes dropped before and re-created after it.
     """
     h, f, dp = vuln_hits, vuln_findings, device_packages
     new = {_hit_key(row): row for row in hits}
